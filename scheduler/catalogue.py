@@ -1,0 +1,169 @@
+"""jobs.yaml -> list[JobSpec]: every rule of the file, every problem at once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from scheduler import fields
+from scheduler.errors import ConfigError
+from scheduler.fields import Context
+from scheduler.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
+from scheduler.triggers import shortest_gap_seconds
+from scheduler.yamlfile import LineMap, YamlProblem, load_yaml
+
+TOP_KEYS = ("defaults", "jobs")
+DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone")
+SCHEDULE_KEYS = ("every", "daily", "cron")
+TARGET_KEYS = ("http", "call")
+JOB_KEYS = SCHEDULE_KEYS + TARGET_KEYS + (
+    "kwargs", "timeout", "retry", "jitter", "initial_offset_max", "timezone", "enabled",
+)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    timeout_seconds: int = 60
+    retry: RetryPolicy = RetryPolicy()
+    jitter_seconds: int = 0
+    timezone: str = "UTC"
+
+
+def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[JobSpec]:
+    """Read and validate ``path``; raise ConfigError with every problem found."""
+    problems: list[str] = []
+    ctx = Context(str(path), env, problems)
+    try:
+        document, duplicates = load_yaml(path)
+    except YamlProblem as exc:
+        ctx.add(exc.line, None, exc.message)
+        raise ConfigError(problems) from None
+    for duplicate in duplicates:
+        ctx.add(duplicate.line, None, duplicate.message)
+    if not isinstance(document, LineMap) or "jobs" not in document:
+        ctx.add(getattr(document, "line", 1), None, "the file needs a top-level 'jobs:' mapping of job name -> spec")
+        raise ConfigError(problems)
+    ctx.check_keys(document, TOP_KEYS)
+    defaults = _read_defaults(ctx, document.get("defaults"), document.line_of("defaults"))
+    jobs = document["jobs"]
+    if not isinstance(jobs, LineMap) or not jobs:
+        ctx.add(document.line_of("jobs"), "jobs", "must be a non-empty mapping of job name -> spec")
+        raise ConfigError(problems)
+    specs = []
+    for name, raw in jobs.items():
+        spec = _read_job(ctx.for_job(name), name, raw, jobs.line_of(name), defaults, api_url)
+        if spec is not None:
+            specs.append(spec)
+    if problems:
+        raise ConfigError(sorted(problems, key=_line_number))
+    return specs
+
+
+def _line_number(problem: str) -> int:
+    # "path:LINE: ..." -> LINE; file-level problems without a line sort first.
+    head, _, rest = problem.partition(": ")
+    number = head.rsplit(":", 2)[-2] if head.count(":") >= 2 else ""
+    return int(number) if number.isdigit() else 0
+
+
+def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:
+    defaults = Defaults()
+    if raw is None:
+        return defaults
+    if not isinstance(raw, LineMap):
+        ctx.add(line, "defaults", f"must be a mapping, got {raw!r}")
+        return defaults
+    ctx.check_keys(raw, DEFAULT_KEYS, "defaults.")
+    if "timeout" in raw:
+        timeout = fields.read_duration(ctx, raw, "timeout", positive=True, field="defaults.timeout")
+        defaults = replace(defaults, timeout_seconds=timeout or defaults.timeout_seconds)
+    if "retry" in raw:
+        retry = fields.read_retry(ctx, raw, defaults.retry)
+        defaults = replace(defaults, retry=retry or defaults.retry)
+    if "jitter" in raw:
+        jitter = fields.read_duration(ctx, raw, "jitter", positive=False, field="defaults.jitter")
+        defaults = replace(defaults, jitter_seconds=jitter or 0)
+    if "timezone" in raw:
+        defaults = replace(defaults, timezone=fields.read_timezone(ctx, raw) or defaults.timezone)
+    return defaults
+
+
+def _read_job(ctx: Context, name: str, raw: object, line: int, defaults: Defaults, api_url: str) -> JobSpec | None:
+    if not isinstance(raw, LineMap):
+        ctx.add(line, None, f"must be a mapping with a schedule (every, daily or cron) and a target (http or call), got {raw!r}")
+        return None
+    before = len(ctx.problems)
+    ctx.check_keys(raw, JOB_KEYS)
+    schedule = _read_schedule(ctx, raw, line, defaults)
+    target = _read_target(ctx, raw, line, api_url)
+
+    timeout = defaults.timeout_seconds
+    if "timeout" in raw:
+        timeout = fields.read_duration(ctx, raw, "timeout", positive=True) or timeout
+    retry = fields.read_retry(ctx, raw, defaults.retry) if "retry" in raw else defaults.retry
+    jitter = defaults.jitter_seconds
+    if "jitter" in raw:
+        jitter = fields.read_duration(ctx, raw, "jitter", positive=False) or 0
+    offset_max = 0
+    if "initial_offset_max" in raw:
+        if "every" not in raw:
+            ctx.add(raw.line_of("initial_offset_max"), "initial_offset_max", "applies to 'every' schedules only")
+        offset_max = fields.read_duration(ctx, raw, "initial_offset_max", positive=False) or 0
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        ctx.add(raw.line_of("enabled"), "enabled", f"must be true or false, got {enabled!r}")
+
+    if schedule is not None and jitter:
+        gap = shortest_gap_seconds(schedule)
+        if jitter >= gap:
+            where = raw.line_of("jitter") if "jitter" in raw else line
+            ctx.add(where, "jitter", f"must be smaller than the shortest gap between runs ({gap:g}s), got {jitter}s")
+    if len(ctx.problems) > before or schedule is None or target is None or retry is None:
+        return None
+    return JobSpec(
+        name=name, line=line, schedule=schedule, target=target, timeout_seconds=timeout,
+        retry=retry, jitter_seconds=jitter, initial_offset_max_seconds=offset_max, enabled=bool(enabled),
+    )
+
+
+def _exactly_one(ctx: Context, raw: LineMap, line: int, keys: tuple[str, ...], what: str) -> str | None:
+    present = [key for key in keys if key in raw]
+    if len(present) == 1:
+        return present[0]
+    if not present:
+        ctx.add(line, None, f"needs a {what}: one of {', '.join(keys)}")
+    else:
+        ctx.add(raw.line_of(present[1]), present[1], f"conflicts with {present[0]}: a job has exactly one {what}")
+    return None
+
+
+def _read_schedule(ctx: Context, raw: LineMap, line: int, defaults: Defaults) -> Schedule | None:
+    kind = _exactly_one(ctx, raw, line, SCHEDULE_KEYS, "schedule")
+    timezone = defaults.timezone
+    if "timezone" in raw:
+        if kind == "every":
+            ctx.add(raw.line_of("timezone"), "timezone", "applies to daily and cron schedules only ('every' counts elapsed time)")
+            return None
+        timezone = fields.read_timezone(ctx, raw) or ""
+    if kind == "every":
+        interval = fields.read_duration(ctx, raw, "every", positive=True)
+        return Schedule("every", interval_seconds=interval) if interval else None
+    if kind == "daily":
+        times = fields.read_daily(ctx, raw)
+        return Schedule("daily", times=times, timezone=timezone) if times and timezone else None
+    if kind == "cron":
+        expression = fields.read_cron(ctx, raw)
+        return Schedule("cron", cron=expression, timezone=timezone) if expression and timezone else None
+    return None
+
+
+def _read_target(ctx: Context, raw: LineMap, line: int, api_url: str) -> HttpTarget | CallTarget | None:
+    kind = _exactly_one(ctx, raw, line, TARGET_KEYS, "target")
+    if "kwargs" in raw and kind != "call":
+        ctx.add(raw.line_of("kwargs"), "kwargs", "applies to 'call' jobs only")
+    if kind == "http":
+        return fields.read_http(ctx, raw, api_url)
+    if kind == "call":
+        return fields.read_call(ctx, raw)
+    return None

@@ -1,0 +1,57 @@
+"""The scheduler's one exception hierarchy.
+
+Every error builds its own message, so callers never format them; ``cli.py``
+is the only place that turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class SchedulerError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(SchedulerError):
+    """One or more configuration problems, collected and raised once.
+
+    ``problems`` holds one line per problem, already located
+    (``FILE:LINE: job 'NAME': field: what is wrong`` or ``NAME=value: rule``).
+    """
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class UnknownJobError(SchedulerError):
+    def __init__(self, name: str, known: list[str], hint: str | None) -> None:
+        self.name = name
+        message = f"no job named {name!r} (jobs: {', '.join(known) or 'none'})"
+        if hint:
+            message += f"; did you mean {hint!r}?"
+        super().__init__(message)
+
+
+class RunFailed(SchedulerError):
+    """One run of a job did not succeed.
+
+    ``permanent`` says whether trying the same request again could help
+    (a 404 will fail again; a 503 may not).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        attempts: int = 1,
+    ) -> None:
+        self.permanent = permanent
+        self.attempts = attempts
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)

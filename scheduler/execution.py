@@ -1,0 +1,121 @@
+"""One run of one job: the HTTP call or the in-process callable, timed and logged.
+
+Shared by the service and ``scheduler fire``, so both behave and log the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from scheduler.errors import RunFailed
+from scheduler.http import HttpClient
+from scheduler.spec import CallTarget, JobSpec
+
+logger = logging.getLogger("scheduler.runs")
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: str
+    outcome: str  # "ok" | "failed"
+    scheduled_for: datetime
+    started_at: datetime
+    lateness_seconds: float
+    duration_seconds: float
+    status: int | None = None
+    attempts: int = 1
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    def summary(self) -> str:
+        detail = f"HTTP {self.status}" if self.status is not None and self.ok else (self.error or "")
+        tries = f", {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{self.job}: {self.outcome} ({detail}{tries}, {self.duration_seconds:.3f}s)"
+
+
+class RunExecutor:
+    def __init__(self, http: HttpClient | None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.http = http
+        self.clock = clock
+
+    def run(self, spec: JobSpec, scheduled_for: datetime, deadline: datetime | None) -> Outcome:
+        started_at = self.clock()
+        started = time.monotonic()
+        lateness = (started_at - scheduled_for).total_seconds()
+        fields = {"job": spec.name, "scheduled_for": iso(scheduled_for), "lateness_s": round(lateness, 6)}
+        logger.info(
+            "run start: job=%s scheduled_for=%s lateness=%.3fs",
+            spec.name, fields["scheduled_for"], lateness, extra=fields,
+        )
+        status: int | None = None
+        attempts = 1
+        error: str | None = None
+        try:
+            if isinstance(spec.target, CallTarget):
+                self._call(spec, spec.target)
+            else:
+                assert self.http is not None, "HTTP jobs need an HttpClient"
+                result = self.http.call(
+                    spec.name, spec.target, timeout=spec.timeout_seconds, retry=spec.retry,
+                    scheduled_for=scheduled_for, deadline=deadline,
+                    on_retry=lambda number, why, wait: logger.warning(
+                        "run retry: job=%s attempt=%d failed (%s); next try in %.1fs",
+                        spec.name, number, why, wait, extra={**fields, "attempt": number},
+                    ),
+                )
+                status, attempts = result.status, result.attempts
+        except RunFailed as exc:
+            status, attempts, error = exc.status, exc.attempts, str(exc)
+        except Exception as exc:  # a callable's own failure is that run's outcome
+            error = f"{type(exc).__name__}: {exc}"[:400]
+            logger.debug("job %s raised", spec.name, exc_info=True)
+        duration = time.monotonic() - started
+        if error is None and isinstance(spec.target, CallTarget) and duration > spec.timeout_seconds:
+            error = f"ran {duration:.1f}s, over its {spec.timeout_seconds}s timeout"
+        outcome = Outcome(
+            job=spec.name, outcome="failed" if error else "ok", scheduled_for=scheduled_for,
+            started_at=started_at, lateness_seconds=lateness, duration_seconds=duration,
+            status=status, attempts=attempts, error=error,
+        )
+        end_fields = {
+            **fields, "duration_s": round(duration, 6), "outcome": outcome.outcome,
+            "status": status, "attempts": attempts, "error": error,
+        }
+        logger.log(
+            logging.INFO if outcome.ok else logging.ERROR,
+            "run end: job=%s scheduled_for=%s lateness=%.3fs duration=%.3fs outcome=%s%s",
+            spec.name, fields["scheduled_for"], lateness, duration, outcome.outcome,
+            f" status={status}" if outcome.ok else f" attempts={attempts} error={error}",
+            extra=end_fields,
+        )
+        return outcome
+
+    @staticmethod
+    def _call(spec: JobSpec, target: CallTarget) -> None:
+        # A Python callable cannot be interrupted from outside; say so loudly
+        # when it overruns instead of pretending a timeout was enforced.
+        watchdog = threading.Timer(
+            spec.timeout_seconds,
+            lambda: logger.warning(
+                "job %s is still running after its %ss timeout (a callable cannot be interrupted)",
+                spec.name, spec.timeout_seconds,
+            ),
+        )
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            target.function(**target.kwargs)
+        finally:
+            watchdog.cancel()

@@ -1,0 +1,296 @@
+"""Readers for the fields of one job in jobs.yaml.
+
+Each reader either returns a parsed value or records a located problem and
+returns None, so one pass over the file reports every mistake at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from collections.abc import Mapping
+from datetime import time
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from scheduler.durations import DurationError, parse_duration
+from scheduler.interpolate import InterpolationError, expand
+from scheduler.settings import check_seconds
+from scheduler.spec import CallTarget, HttpTarget, RetryPolicy
+from scheduler.triggers import cron_trigger
+from scheduler.yamlfile import LineMap
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+RESERVED_HEADERS = ("authorization", "idempotency-key", "x-scheduler-job", "x-scheduler-scheduled-for")
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_MISSING = object()
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    match = closest(word, choices)
+    return f" (did you mean {match!r}?)" if match else ""
+
+
+class Context:
+    """Where we are in the file (path, job) and every problem found so far."""
+
+    def __init__(self, path: str, env: Mapping[str, str], problems: list[str], job: str | None = None) -> None:
+        self.path = path
+        self.env = env
+        self.problems = problems
+        self.job = job
+
+    def for_job(self, name: str) -> Context:
+        return Context(self.path, self.env, self.problems, name)
+
+    def add(self, line: int | None, field: str | None, message: str) -> None:
+        where = f"{self.path}:{line}:" if line else f"{self.path}:"
+        who = f" job {self.job!r}:" if self.job else ""
+        what = f" {field}:" if field else ""
+        self.problems.append(f"{where}{who}{what} {message}")
+
+    def check_keys(self, mapping: LineMap, allowed: tuple[str, ...], prefix: str = "") -> None:
+        for key in mapping:
+            if key not in allowed:
+                self.add(
+                    mapping.line_of(key), f"{prefix}{key}",
+                    f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
+                )
+
+    def value(self, mapping: LineMap, key: str, field: str) -> tuple[Any, str | None]:
+        """The value with ${VAR} expanded, and the variable it came from whole."""
+        raw = mapping[key]
+        if not isinstance(raw, str):
+            return raw, None
+        try:
+            expanded = expand(raw, self.env)
+        except InterpolationError as exc:
+            self.add(mapping.line_of(key), field, str(exc))
+            return _MISSING, None
+        return expanded.text, expanded.whole_from_env
+
+    def expand_tree(self, value: Any, line: int, field: str) -> Any:
+        """Expand ${VAR} in every string inside a json body or headers."""
+        if isinstance(value, str):
+            try:
+                return expand(value, self.env).text
+            except InterpolationError as exc:
+                self.add(line, field, str(exc))
+                return value
+        if isinstance(value, dict):
+            return {key: self.expand_tree(item, line, field) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.expand_tree(item, line, field) for item in value]
+        return value
+
+
+def read_duration(ctx: Context, mapping: LineMap, key: str, *, positive: bool, field: str | None = None) -> int | None:
+    field = field or key
+    line = mapping.line_of(key)
+    # An empty variable gets the reference wording, which names the rule.
+    raw = mapping[key]
+    if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}"):
+        name = raw[2:-1].split(":-", 1)[0]
+        if ctx.env.get(name) == "":
+            try:
+                check_seconds(name, "", allow_zero=not positive)
+            except ValueError as exc:
+                ctx.add(line, field, str(exc))
+            return None
+    value, variable = ctx.value(mapping, key, field)
+    if value is _MISSING:
+        return None
+    if variable is not None:
+        try:
+            return check_seconds(variable, value, allow_zero=not positive)
+        except ValueError as exc:
+            ctx.add(line, field, str(exc))
+            return None
+    try:
+        seconds = parse_duration(value)
+    except DurationError as exc:
+        ctx.add(line, field, str(exc))
+        return None
+    if positive and seconds == 0:
+        ctx.add(line, field, f"must be greater than 0, got {value!r}")
+        return None
+    return seconds
+
+
+def read_daily(ctx: Context, mapping: LineMap) -> tuple[time, ...] | None:
+    line = mapping.line_of("daily")
+    value, _ = ctx.value(mapping, "daily", "daily")
+    if value is _MISSING:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        ctx.add(line, "daily", f'quote the times: YAML reads an unquoted 03:00 as the number {value}; write daily: "03:00"')
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        ctx.add(line, "daily", f'must be "HH:MM", "HH:MM,HH:MM" or a list of "HH:MM", got {value!r}')
+        return None
+    times: list[time] = []
+    for item in items:
+        match = _TIME.match(item.strip()) if isinstance(item, str) else None
+        if not match:
+            ctx.add(line, "daily", f'must be "HH:MM" between 00:00 and 23:59, got {item!r}')
+            return None
+        moment = time(int(match.group(1)), int(match.group(2)))
+        if moment in times:
+            ctx.add(line, "daily", f"lists {item.strip()!r} twice")
+            return None
+        times.append(moment)
+    return tuple(sorted(times))
+
+
+def read_cron(ctx: Context, mapping: LineMap) -> str | None:
+    value, _ = ctx.value(mapping, "cron", "cron")
+    if value is _MISSING:
+        return None
+    if not isinstance(value, str):
+        ctx.add(mapping.line_of("cron"), "cron", f"must be a 5-field crontab string, got {value!r}")
+        return None
+    expression = " ".join(value.split())
+    try:
+        cron_trigger(expression, ZoneInfo("UTC"))
+    except ValueError as exc:
+        ctx.add(mapping.line_of("cron"), "cron", f"{exc} in {value!r}")
+        return None
+    return expression
+
+
+def read_timezone(ctx: Context, mapping: LineMap, key: str = "timezone") -> str | None:
+    value, _ = ctx.value(mapping, key, key)
+    if value is _MISSING:
+        return None
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = did_you_mean(str(value), tuple(sorted(available_timezones())))
+        ctx.add(mapping.line_of(key), key, f"unknown timezone {value!r}{hint}")
+        return None
+    return str(value)
+
+
+def read_retry(ctx: Context, mapping: LineMap, base: RetryPolicy) -> RetryPolicy | None:
+    raw = mapping["retry"]
+    if not isinstance(raw, LineMap):
+        ctx.add(mapping.line_of("retry"), "retry", f"must be a mapping like {{attempts: 3, backoff: 1s, max_backoff: 30s}}, got {raw!r}")
+        return None
+    ctx.check_keys(raw, ("attempts", "backoff", "max_backoff"), "retry.")
+    attempts = base.attempts
+    if "attempts" in raw:
+        value, _ = ctx.value(raw, "attempts", "retry.attempts")
+        try:
+            attempts = int(value)
+            if isinstance(value, bool) or str(attempts) != str(value).strip() or attempts < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            if value is not _MISSING:
+                ctx.add(raw.line_of("attempts"), "retry.attempts", f"must be an integer of at least 1, got {value!r}")
+            return None
+    backoff = base.backoff_seconds
+    if "backoff" in raw:
+        backoff = read_duration(ctx, raw, "backoff", positive=False, field="retry.backoff")  # type: ignore[assignment]
+    maximum = base.max_backoff_seconds
+    if "max_backoff" in raw:
+        maximum = read_duration(ctx, raw, "max_backoff", positive=False, field="retry.max_backoff")  # type: ignore[assignment]
+    if backoff is None or maximum is None:
+        return None
+    if maximum < backoff:
+        ctx.add(raw.line_of("max_backoff"), "retry.max_backoff", f"must be at least retry.backoff ({backoff}s), got {maximum}s")
+        return None
+    return RetryPolicy(attempts, backoff, maximum)
+
+
+def read_http(ctx: Context, mapping: LineMap, api_url: str) -> HttpTarget | None:
+    raw = mapping["http"]
+    line = mapping.line_of("http")
+    if not isinstance(raw, LineMap):
+        ctx.add(line, "http", f"must be a mapping like {{method: POST, path: /api/...}}, got {raw!r}")
+        return None
+    ctx.check_keys(raw, ("method", "path", "url", "json", "headers"), "http.")
+    ok = True
+    method = "GET"
+    if "method" in raw:
+        value, _ = ctx.value(raw, "method", "http.method")
+        method = str(value).upper()
+        if value is _MISSING or method not in HTTP_METHODS:
+            if value is not _MISSING:
+                ctx.add(raw.line_of("method"), "http.method", f"must be one of {', '.join(HTTP_METHODS)}, got {value!r}")
+            ok = False
+    url = _read_url(ctx, raw, line, api_url)
+    headers = _read_headers(ctx, raw)
+    body = ctx.expand_tree(raw.get("json"), raw.line_of("json"), "http.json")
+    if not ok or url is None or headers is None:
+        return None
+    return HttpTarget(method=method, url=url, json_body=body, headers=headers)
+
+
+def _read_url(ctx: Context, raw: LineMap, line: int, api_url: str) -> str | None:
+    if ("path" in raw) == ("url" in raw):
+        ctx.add(line, "http", "needs exactly one of path (joined to API_URL) or url (absolute)")
+        return None
+    key = "path" if "path" in raw else "url"
+    value, _ = ctx.value(raw, key, f"http.{key}")
+    if value is _MISSING:
+        return None
+    if not isinstance(value, str):
+        ctx.add(raw.line_of(key), f"http.{key}", f"must be a string, got {value!r}")
+        return None
+    if key == "path":
+        if not value.startswith("/"):
+            ctx.add(raw.line_of(key), "http.path", f"must start with '/', got {value!r}")
+            return None
+        return api_url + value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        ctx.add(raw.line_of(key), "http.url", f"must be an absolute http:// or https:// URL, got {value!r}")
+        return None
+    return value
+
+
+def _read_headers(ctx: Context, raw: LineMap) -> dict[str, str] | None:
+    headers = raw.get("headers") or {}
+    line = raw.line_of("headers")
+    if not isinstance(headers, dict) or not all(isinstance(v, (str, int)) for v in headers.values()):
+        ctx.add(line, "http.headers", f"must map header names to strings, got {headers!r}")
+        return None
+    for name in headers:
+        if name.lower() in RESERVED_HEADERS:
+            ctx.add(line, f"http.headers.{name}", "is set by the scheduler itself (the token comes from SCHEDULER_API_TOKEN)")
+            return None
+    return {str(k): str(ctx.expand_tree(str(v), line, f"http.headers.{k}")) for k, v in headers.items()}
+
+
+def read_call(ctx: Context, mapping: LineMap) -> CallTarget | None:
+    value, _ = ctx.value(mapping, "call", "call")
+    line = mapping.line_of("call")
+    if value is _MISSING:
+        return None
+    if not isinstance(value, str) or not _CALLABLE.match(value):
+        ctx.add(line, "call", f"must be 'module:function', got {value!r}")
+        return None
+    kwargs = mapping.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        ctx.add(mapping.line_of("kwargs"), "kwargs", f"must be a mapping of keyword arguments, got {kwargs!r}")
+        return None
+    module_name, function_name = value.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # an import can fail in any way; report it, never crash
+        ctx.add(line, "call", f"cannot import {module_name!r}: {type(exc).__name__}: {exc}")
+        return None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        ctx.add(line, "call", f"module {module_name!r} has no callable {function_name!r}")
+        return None
+    return CallTarget(reference=value, function=function, kwargs=dict(ctx.expand_tree(kwargs, line, "kwargs")))

@@ -1,0 +1,218 @@
+"""The only module that calls requests: pooled session, auth, headers, retries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from scheduler import __version__
+from scheduler.errors import RunFailed
+from scheduler.spec import HttpTarget, RetryPolicy
+
+logger = logging.getLogger("scheduler.http")
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+BODY_PREVIEW = 200
+PROBE_PATH = "/api/health"
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int
+    attempts: int
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _preview(text: str) -> str:
+    return " ".join(text.split())[:BODY_PREVIEW]
+
+
+def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - now).total_seconds())
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, RunFailed):
+        return not exc.permanent
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate problem does not fix itself between tries
+    return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+
+
+def describe_exception(exc: BaseException, method: str, url: str, timeout: float) -> str:
+    if isinstance(exc, RunFailed):
+        return str(exc)
+    if isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout):
+        return f"{method} {url}: no response within {timeout:g}s ({type(exc).__name__})"
+    reason = exc.args[0] if exc.args else exc
+    inner = getattr(reason, "reason", None)
+    return f"{method} {url}: {type(exc).__name__}: {inner or reason}"[:400]
+
+
+class HttpClient:
+    """Calls the application's API for HTTP jobs.
+
+    The bearer token is attached only to requests for API_URL's own origin and
+    redirects are never followed, so the token cannot leak to another host.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str | None,
+        pool_size: int,
+        *,
+        stopping: threading.Event | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        self.api_url = api_url
+        self._token = token
+        self._api_origin = _origin(api_url)
+        self._stopping = stopping or threading.Event()
+        self._clock = clock
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = f"tickless/{__version__}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _auth_headers(self, url: str) -> dict[str, str]:
+        if self._token and _origin(url) == self._api_origin:
+            return {"Authorization": f"Bearer {self._token}"}
+        return {}
+
+    def call(
+        self,
+        job: str,
+        target: HttpTarget,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        scheduled_for: datetime,
+        deadline: datetime | None,
+        on_retry: Callable[[int, str, float], None] | None = None,
+    ) -> HttpResult:
+        """One run: the request, retried while transient; RunFailed otherwise."""
+        stamp = scheduled_for.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        headers = {
+            **target.headers,
+            **self._auth_headers(target.url),
+            "X-Scheduler-Job": job,
+            "X-Scheduler-Scheduled-For": stamp,
+            "Idempotency-Key": f"{job}@{stamp}",
+        }
+
+        def attempt() -> HttpResult:
+            if self._stopping.is_set():
+                raise RunFailed("not attempted: the scheduler is shutting down", permanent=True)
+            response = self.session.request(
+                target.method, target.url, headers=headers, json=target.json_body,
+                timeout=timeout, allow_redirects=False,
+            )
+            with response:
+                return self._judge(target, response)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, RunFailed) and exc.retry_after is not None:
+                return exc.retry_after
+            return float(backoff(state))
+
+        def past_deadline(state: RetryCallState) -> bool:
+            if self._stopping.is_set():
+                return True
+            if deadline is None:
+                return False
+            return (self._clock() - deadline).total_seconds() + state.upcoming_sleep >= 0
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if on_retry and exc is not None:
+                on_retry(state.attempt_number, describe_exception(exc, target.method, target.url, timeout), state.upcoming_sleep)
+
+        backoff = wait_random_exponential(multiplier=retry.backoff_seconds, max=retry.max_backoff_seconds)
+        retrying = Retrying(
+            stop=stop_after_attempt(retry.attempts) | past_deadline,
+            wait=wait,
+            retry=retry_if_exception(_is_transient),
+            before_sleep=before_sleep,
+            sleep=lambda seconds: self._stopping.wait(seconds),
+            reraise=True,
+        )
+        try:
+            result = retrying(attempt)
+        except RunFailed as exc:
+            exc.attempts = retrying.statistics.get("attempt_number", 1)
+            raise
+        except requests.RequestException as exc:
+            raise RunFailed(
+                describe_exception(exc, target.method, target.url, timeout),
+                permanent=False, attempts=retrying.statistics.get("attempt_number", 1),
+            ) from None
+        return HttpResult(status=result.status, attempts=retrying.statistics.get("attempt_number", 1))
+
+    def _judge(self, target: HttpTarget, response: requests.Response) -> HttpResult:
+        status = response.status_code
+        if 200 <= status < 300:
+            return HttpResult(status=status, attempts=1)
+        where = f"{target.method} {target.url}"
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "(no Location header)")
+            raise RunFailed(
+                f"HTTP {status} from {where}: redirect to {location!r} not followed; "
+                "point API_URL (or the job's url) at the final address",
+                permanent=True, status=status,
+            )
+        body = _preview(response.text)
+        transient = status in RETRY_STATUSES
+        retry_after = _retry_after_seconds(response.headers.get("Retry-After"), self._clock()) if status == 429 else None
+        raise RunFailed(
+            f"HTTP {status} from {where}: {body}" if body else f"HTTP {status} from {where}",
+            permanent=not transient, status=status, retry_after=retry_after,
+        )
+
+    def probe(self, timeout: float = 3.0) -> tuple[bool, str]:
+        """One GET of API_URL/api/health: whether the app answers, and a sentence saying so."""
+        url = self.api_url + PROBE_PATH
+        started = time.monotonic()
+        try:
+            response = self.session.get(url, headers=self._auth_headers(url), timeout=timeout, allow_redirects=False)
+            response.close()
+        except requests.RequestException as exc:
+            return False, f"API_URL {self.api_url} does not answer: {describe_exception(exc, 'GET', url, timeout)}; jobs will fail until it does"
+        took = (time.monotonic() - started) * 1000
+        verdict = "answers" if response.status_code < 300 else "answers with an error"
+        return response.status_code < 300, f"API_URL {self.api_url} {verdict}: GET {PROBE_PATH} -> HTTP {response.status_code} in {took:.0f} ms"

@@ -1,0 +1,66 @@
+"""Logging set-up: text or one JSON object per line, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable
+
+from pythonjsonlogger.json import JsonFormatter
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _UtcTextFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with ``inner``, then blanks every secret out of the whole line.
+
+    The token is never passed to a logger on purpose; this is the second line
+    of defence against a library message or exception text that quotes it.
+    """
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = [secret for secret in secrets if secret]
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.inner.format(record)
+        for secret in self.secrets:
+            line = line.replace(secret, "[redacted]")
+        return line
+
+
+class _DropApschedulerSkipWarning(logging.Filter):
+    # The runner logs a fuller line for the same event (job, times, since when).
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+def configure_logging(log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    inner: logging.Formatter
+    if log_format == "json":
+        inner = JsonFormatter(
+            "{levelname}{name}{message}", style="{", timestamp="time",
+            rename_fields={"levelname": "level", "name": "logger"},
+        )
+    else:
+        inner = _UtcTextFormatter(TEXT_FORMAT)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(inner, secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    apscheduler = logging.getLogger("apscheduler")
+    apscheduler.setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("apscheduler.scheduler").addFilter(_DropApschedulerSkipWarning())
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

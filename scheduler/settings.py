@@ -1,0 +1,202 @@
+"""Environment variables -> validated Settings, in one place.
+
+Messages follow the wording operators already know from the polling
+scheduler this replaces: ``NAME='' must be a positive integer (seconds)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from scheduler.errors import ConfigError
+
+DEFAULT_API_URL = "http://localhost:8000"
+DEFAULT_CONFIG = "jobs.yaml"
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+TOKEN_VARS = ("SCHEDULER_API_TOKEN", "SCHEDULER_API_TOKEN_FILE")
+
+
+def check_seconds(name: str, raw: str, *, allow_zero: bool) -> int:
+    """Validate one seconds variable; raise ValueError with the reference wording."""
+    kind = "a non-negative integer" if allow_zero else "a positive integer"
+    if raw == "":
+        raise ValueError(f"{name}='' must be {kind} (seconds)")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be {kind} (seconds)") from None
+    if allow_zero and value < 0:
+        raise ValueError(f"{name}={value} must be >= 0 (seconds)")
+    if not allow_zero and value <= 0:
+        raise ValueError(f"{name}={value} must be > 0 (seconds)")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    config_path: Path
+    api_url: str
+    token: str | None = field(repr=False)
+    startup_grace_seconds: int
+    shutdown_timeout_seconds: int
+    jitter_seed: int
+    jitter_seed_from_env: bool
+    tick_seconds: int | None
+    log_format: str
+    log_level: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def auth(self) -> str:
+        return "bearer" if self.token else "none"
+
+
+class _Reader:
+    """Reads variables from one mapping, collecting every problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def seconds(self, name: str, default: int, *, allow_zero: bool) -> int:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            return check_seconds(name, raw, allow_zero=allow_zero)
+        except ValueError as exc:
+            self.problems.append(str(exc))
+            return default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool) -> str:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in allowed:
+            self.problems.append(f"{name}={raw!r} must be one of: {', '.join(allowed)}")
+            return default
+        return value
+
+    def api_url(self) -> str:
+        raw = self.env.get("API_URL")
+        if raw is None:
+            return DEFAULT_API_URL
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.problems.append(
+                f"API_URL={raw!r} must be an http:// or https:// URL with a host, "
+                f"e.g. {DEFAULT_API_URL}"
+            )
+            return DEFAULT_API_URL
+        if parts.query or parts.fragment:
+            self.problems.append(f"API_URL={raw!r} must not have a query string or fragment")
+        return raw.strip().rstrip("/")
+
+    def jitter_seed(self) -> tuple[int, bool]:
+        raw = self.env.get("SCHEDULER_JITTER_SEED")
+        if raw is None:
+            return secrets.randbelow(2**32), False
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = -1
+        if value < 0:
+            self.problems.append(f"SCHEDULER_JITTER_SEED={raw!r} must be a non-negative integer")
+            return 0, True
+        return value, True
+
+    def token(self) -> str | None:
+        # Problems here never quote the token's value: it is a secret.
+        direct = self.env.get("SCHEDULER_API_TOKEN")
+        path = self.env.get("SCHEDULER_API_TOKEN_FILE")
+        if direct is not None and path is not None:
+            self.problems.append(
+                "SCHEDULER_API_TOKEN and SCHEDULER_API_TOKEN_FILE are both set: set only one"
+            )
+            return None
+        if direct is not None:
+            if not direct.strip():
+                self.problems.append(
+                    "SCHEDULER_API_TOKEN is set but empty: unset it to call the API "
+                    "without authentication"
+                )
+                return None
+            return direct.strip()
+        if path is not None:
+            return self._token_from_file(path)
+        return None
+
+    def _token_from_file(self, path: str) -> str | None:
+        if not path:
+            self.problems.append("SCHEDULER_API_TOKEN_FILE='' must name a readable file")
+            return None
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.problems.append(f"SCHEDULER_API_TOKEN_FILE={path!r}: cannot read the token: {reason}")
+            return None
+        if not text:
+            self.problems.append(f"SCHEDULER_API_TOKEN_FILE={path!r}: the file is empty")
+            return None
+        return text
+
+
+def config_path(env: Mapping[str, str], override: str | None = None) -> Path:
+    """-c FILE, else SCHEDULER_CONFIG, else jobs.yaml."""
+    return Path(override or env.get("SCHEDULER_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(env: Mapping[str, str], config: str | None = None) -> Settings:
+    """Validate every variable of DESIGN §5; raise ConfigError listing all problems."""
+    read = _Reader(env)
+    if env.get("SCHEDULER_CONFIG") == "" and not config:
+        read.problems.append("SCHEDULER_CONFIG is set but empty: unset it to use jobs.yaml")
+    api_url = read.api_url()
+    token = read.token()
+    grace = read.seconds("SCHEDULER_STARTUP_GRACE_SECONDS", 60, allow_zero=True)
+    shutdown = read.seconds("SCHEDULER_SHUTDOWN_TIMEOUT_SECONDS", 50, allow_zero=True)
+    tick = read.seconds("SCHEDULER_TICK_SECONDS", 30, allow_zero=False)
+    seed, seed_from_env = read.jitter_seed()
+    log_format = read.choice("SCHEDULER_LOG_FORMAT", "text", LOG_FORMATS, upper=False)
+    log_level = read.choice("SCHEDULER_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
+    if read.problems:
+        raise ConfigError(read.problems)
+
+    warnings: list[str] = []
+    if token is None:
+        warnings.append(
+            "neither SCHEDULER_API_TOKEN nor SCHEDULER_API_TOKEN_FILE is set: "
+            "calling the API without an Authorization header"
+        )
+    tick_set = "SCHEDULER_TICK_SECONDS" in env
+    if tick_set:
+        warnings.append(
+            f"SCHEDULER_TICK_SECONDS={tick} is accepted for compatibility but unused: "
+            "this scheduler fires each job at its own time, with no polling tick"
+        )
+    return Settings(
+        config_path=config_path(env, config),
+        api_url=api_url,
+        token=token,
+        startup_grace_seconds=grace,
+        shutdown_timeout_seconds=shutdown,
+        jitter_seed=seed,
+        jitter_seed_from_env=seed_from_env,
+        tick_seconds=tick if tick_set else None,
+        log_format=log_format,
+        log_level=log_level,
+        warnings=tuple(warnings),
+    )
+
+
+def log_warnings(settings: Settings, logger: logging.Logger) -> None:
+    for warning in settings.warnings:
+        logger.warning("%s", warning)

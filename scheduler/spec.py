@@ -1,0 +1,66 @@
+"""What one job is, after jobs.yaml has been read and validated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import time
+from typing import Any
+
+from scheduler.durations import format_duration
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    backoff_seconds: int = 1
+    max_backoff_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str  # "every" | "daily" | "cron"
+    interval_seconds: int | None = None
+    times: tuple[time, ...] = ()
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    @property
+    def text(self) -> str:
+        if self.kind == "every":
+            return f"every {format_duration(self.interval_seconds or 0)}"
+        if self.kind == "daily":
+            return "daily " + ",".join(t.strftime("%H:%M") for t in self.times)
+        return f"cron {self.cron}"
+
+
+@dataclass(frozen=True)
+class HttpTarget:
+    method: str
+    url: str
+    json_body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    kind = "http"
+
+
+@dataclass(frozen=True)
+class CallTarget:
+    reference: str  # "module:function"
+    function: Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    kind = "call"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    line: int
+    schedule: Schedule
+    target: HttpTarget | CallTarget
+    timeout_seconds: int = 60
+    retry: RetryPolicy = RetryPolicy()
+    jitter_seconds: int = 0
+    initial_offset_max_seconds: int = 0
+    enabled: bool = True

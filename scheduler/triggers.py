@@ -1,0 +1,194 @@
+"""Job schedule -> APScheduler trigger, with jitter that never drifts.
+
+APScheduler's own ``jitter=`` adds a random delay to the *previous fire time*,
+so the delays accumulate (a 60 s job with 30 s jitter averages a 75 s period).
+Here every run has a nominal time on the configured grid and fires at
+``nominal + offset(seed, job, nominal)`` with the offset in ``[0, jitter]``.
+The next nominal time is computed from the grid, never from the jittered fire
+time, so over many runs the mean period is the interval. Offsets are a pure
+function of (seed, job name, nominal time): ``scheduler list`` and the running
+service agree on every fire time for the same seed.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from scheduler.spec import JobSpec, Schedule
+
+_TICK = timedelta(microseconds=1)
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def standard_day_of_week(field: str) -> str:
+    """Translate a crontab day-of-week field (0 or 7 = Sunday) for APScheduler 3.x.
+
+    APScheduler 3.x numbers weekdays from Monday = 0 (its documented historical
+    mistake), so ``1-5`` would silently mean Tuesday to Saturday. Numbers are
+    expanded here and handed over as names, which both agree on.
+    """
+    if field == "*" or not any(ch.isdigit() for ch in field):
+        return field
+    days: set[int] = set()
+    for part in field.split(","):
+        body, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError(f"step must be at least 1 in {part!r}")
+        if body == "*":
+            low, high = 0, 6
+        elif "-" in body:
+            low_text, high_text = body.split("-", 1)
+            low, high = _weekday_number(low_text), _weekday_number(high_text)
+            if high < low and high == 0:
+                high = 7
+            if high < low:
+                raise ValueError(f"day-of-week range {body!r} runs backwards")
+        else:
+            low = high = _weekday_number(body)
+            if step_text:
+                high = 6
+        days.update(day % 7 for day in range(low, high + 1, step))
+    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+
+
+def _weekday_number(text: str) -> int:
+    text = text.strip().lower()
+    if text in _WEEKDAYS:
+        return _WEEKDAYS.index(text)
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    raise ValueError(f"day of week must be 0-7 or sun-sat, got {text!r}")
+
+
+def cron_trigger(expression: str, tz: ZoneInfo, start: datetime | None = None) -> CronTrigger:
+    """A 5-field crontab with standard weekday numbers; ValueError if invalid."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"needs 5 fields (minute hour day month weekday), got {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(
+        minute=minute, hour=hour, day=day, month=month,
+        day_of_week=standard_day_of_week(weekday), timezone=tz, start_date=start,
+    )
+
+
+def grid_trigger(schedule: Schedule, start: datetime) -> BaseTrigger:
+    """The trigger that yields the nominal (unjittered) times, none before ``start``."""
+    if schedule.kind == "every":
+        assert schedule.interval_seconds
+        return IntervalTrigger(seconds=schedule.interval_seconds, start_date=start, timezone=timezone.utc)
+    tz = ZoneInfo(schedule.timezone)
+    if schedule.kind == "daily":
+        parts = [CronTrigger(hour=t.hour, minute=t.minute, timezone=tz, start_date=start) for t in schedule.times]
+        return parts[0] if len(parts) == 1 else OrTrigger(parts)
+    assert schedule.cron
+    return cron_trigger(schedule.cron, tz, start)
+
+
+def jitter_offset(seed: int, name: str, nominal: datetime, jitter_seconds: float) -> timedelta:
+    if jitter_seconds <= 0:
+        return timedelta(0)
+    # Seeding with a string hashes it with SHA-512: stable across processes.
+    rng = random.Random(f"{seed}:{name}:{nominal.timestamp():.6f}")
+    return timedelta(seconds=rng.uniform(0, jitter_seconds))
+
+
+def initial_offset(seed: int, name: str, maximum: int) -> int:
+    """The first-fire offset in [0, maximum], the same for the same seed."""
+    return random.Random(f"{seed}:{name}:initial-offset").randint(0, maximum) if maximum > 0 else 0
+
+
+class NonDriftingTrigger(BaseTrigger):
+    """Fires at ``nominal_k + offset_k``; nominal times come from a grid trigger."""
+
+    def __init__(self, grid: BaseTrigger, name: str, jitter_seconds: float, seed: int) -> None:
+        self.grid = grid
+        self.name = name
+        self.jitter_seconds = jitter_seconds
+        self.seed = seed
+
+    def nominal_after(self, moment: datetime) -> datetime | None:
+        """The first nominal time strictly after ``moment``."""
+        grid = self.grid
+        if isinstance(grid, IntervalTrigger):
+            # Exact integer arithmetic on timedeltas: the float ceil() inside
+            # IntervalTrigger could land one step off after a long uptime.
+            if moment < grid.start_date:
+                return grid.start_date
+            steps = (moment - grid.start_date) // grid.interval + 1
+            return grid.start_date + grid.interval * steps
+        return grid.get_next_fire_time(None, moment + _TICK)
+
+    def nominal_for(self, fire_time: datetime) -> datetime:
+        """The nominal time of the run that fires at ``fire_time``.
+
+        Jitter is validated to be smaller than the gap between runs, so the
+        run's nominal time is the last grid time at or before its fire time.
+        """
+        candidate = self.nominal_after(fire_time - timedelta(seconds=self.jitter_seconds) - _TICK)
+        assert candidate is not None and candidate <= fire_time
+        following = self.nominal_after(candidate)
+        while following is not None and following <= fire_time:
+            candidate, following = following, self.nominal_after(following)
+        return candidate
+
+    def fire_time(self, nominal: datetime) -> datetime:
+        return nominal + jitter_offset(self.seed, self.name, nominal, self.jitter_seconds)
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        if previous_fire_time is None:
+            nominal = self.grid.get_next_fire_time(None, now)
+        else:
+            nominal = self.nominal_after(previous_fire_time)
+        return None if nominal is None else self.fire_time(nominal)
+
+    def __str__(self) -> str:
+        return f"{self.grid} (jitter {self.jitter_seconds}s, non-drifting)"
+
+    def __repr__(self) -> str:
+        return f"<NonDriftingTrigger grid={self.grid!r} jitter={self.jitter_seconds}>"
+
+
+def build_trigger(spec: JobSpec, start: datetime, seed: int) -> NonDriftingTrigger:
+    """The trigger the service uses for ``spec`` when its grace period ends at ``start``.
+
+    Interval jobs run once at ``start``; the job with ``initial_offset_max``
+    runs first at ``start + interval - offset`` instead; daily and cron jobs
+    only at their times.
+    """
+    if spec.schedule.kind == "every" and spec.initial_offset_max_seconds:
+        interval = spec.schedule.interval_seconds or 0
+        offset = initial_offset(seed, spec.name, min(spec.initial_offset_max_seconds, interval))
+        start = start + timedelta(seconds=interval - offset)
+    return NonDriftingTrigger(grid_trigger(spec.schedule, start), spec.name, spec.jitter_seconds, seed)
+
+
+def next_fire_times(trigger: NonDriftingTrigger, now: datetime, count: int) -> list[datetime]:
+    times: list[datetime] = []
+    previous: datetime | None = None
+    while len(times) < count:
+        fire = trigger.get_next_fire_time(previous, now)
+        if fire is None:
+            break
+        times.append(fire)
+        previous = fire
+    return times
+
+
+def shortest_gap_seconds(schedule: Schedule, samples: int = 400) -> float:
+    """The smallest gap between consecutive nominal times (DST included)."""
+    if schedule.kind == "every":
+        return float(schedule.interval_seconds or 0)
+    reference = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    grid = NonDriftingTrigger(grid_trigger(schedule, reference), "gap", 0, 0)
+    times = next_fire_times(grid, reference, samples)
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+    return min(gaps) if gaps else float("inf")

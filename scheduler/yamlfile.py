@@ -1,0 +1,85 @@
+"""Safe YAML loading that remembers line numbers and rejects duplicate keys.
+
+PyYAML's SafeLoader silently keeps the last of two equal keys; a job catalogue
+with two ``data-refresh`` entries must be an error instead, so mappings are
+built here, each remembering the line of every key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class LineMap(dict[str, Any]):
+    """A dict from YAML that knows its own line and the line of each key."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.key_lines: dict[str, int] = {}
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class YamlProblem(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        self.line = line
+        self.message = message
+        super().__init__(message)
+
+
+class _Loader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[YamlProblem] = []
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineMap]:
+    data = LineMap(node.start_mark.line + 1)
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=False)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            key = str(key)
+        if key in data:
+            loader.duplicates.append(
+                YamlProblem(line, f"duplicate key {key!r} (first at line {data.key_lines[key]})")
+            )
+            continue
+        data[key] = loader.construct_object(value_node, deep=False)
+        data.key_lines[key] = line
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
+    """Parse ``path``; return the document and any duplicate-key problems.
+
+    Raises YamlProblem for a file that cannot be read or parsed at all.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise YamlProblem(None, f"cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise YamlProblem(None, f"not UTF-8 text: {exc.reason}") from None
+    loader = _Loader(text)
+    try:
+        document = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise YamlProblem(line, f"invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(None, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return document, loader.duplicates
