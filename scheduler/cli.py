@@ -100,7 +100,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise ConfigError([f"--next must be 0 or more, got {args.next}"])
     now = utc_now()
     triggers = plan(jobs, settings, now)
-    rows = [_job_json(spec, triggers.get(spec.name), now, args.next) for spec in jobs]
+    start = now + timedelta(seconds=settings.startup_grace_seconds)
+    rows = [_job_json(spec, triggers.get(spec.name), start, args.next) for spec in jobs]
     if args.json:
         document = {
             "api_url": settings.api_url,

@@ -20,7 +20,7 @@ from apscheduler.job import Job
 
 
 class FireTimeExecutor(BaseExecutor):
-    """Runs ``job.func(fire_time, *args, **kwargs)`` in a thread pool."""
+    """Runs ``job.func(*args, fire_time=..., **kwargs)`` in a thread pool."""
 
     def __init__(self, max_workers: int) -> None:
         super().__init__()
@@ -38,7 +38,7 @@ class FireTimeExecutor(BaseExecutor):
                 event = JobExecutionEvent(EVENT_JOB_EXECUTED, job.id, "default", fire_time, retval=future.result())
                 self._run_job_success(job.id, [event])
 
-        future = self._pool.submit(job.func, fire_time, *job.args, **job.kwargs)
+        future = self._pool.submit(job.func, *job.args, fire_time=fire_time, **job.kwargs)
         future.add_done_callback(finished)
 
     def shutdown(self, wait: bool = True) -> None:

@@ -64,9 +64,16 @@ class Service:
     def run(self) -> list[InFlightRun]:
         """Block until a signal; return the runs abandoned at shutdown."""
         now = self.clock()
+        start = now + timedelta(seconds=self.settings.startup_grace_seconds)
         self.triggers = plan(list(self.jobs.values()), self.settings, now)
         for name, trigger in self.triggers.items():
-            self.scheduler.add_job(self._run_job, trigger, args=[name], id=name, name=name)
+            # The first run is fixed here, against the planned start: left to
+            # APScheduler it would be computed a few microseconds later and an
+            # interval job would lose its run at the very start of its grid.
+            self.scheduler.add_job(
+                self._run_job, trigger, args=[name], id=name, name=name,
+                next_run_time=trigger.get_next_fire_time(None, start),
+            )
         self._log_start(now)
         threading.Thread(target=self._probe, name="probe", daemon=True).start()
         self._install_signal_handlers()
@@ -82,7 +89,10 @@ class Service:
         except SchedulerNotRunningError:
             pass  # not started yet: _on_started or run() sees the flag
 
-    def _run_job(self, fire_time: datetime, name: str) -> Outcome:
+    def _run_job(self, name: str, fire_time: datetime | None = None) -> Outcome:
+        # FireTimeExecutor always passes fire_time; the default only satisfies
+        # APScheduler's check of the job's arguments when it is added.
+        assert fire_time is not None
         spec = self.jobs[name]
         trigger = self.triggers[name]
         nominal = trigger.nominal_for(fire_time)
@@ -165,11 +175,11 @@ class Service:
         logger.info("jitter seed %d (%s)", settings.jitter_seed, seed_source)
         for warning in settings.warnings:
             logger.warning("%s", warning)
+        start = now + timedelta(seconds=settings.startup_grace_seconds)
         for name, trigger in self.triggers.items():
-            first = trigger.get_next_fire_time(None, now)
+            first = trigger.get_next_fire_time(None, start)
             logger.info("job %s: %s, first run at %s", name, self.jobs[name].schedule.text, iso(first) if first else "never")
         if settings.startup_grace_seconds:
-            start = now + timedelta(seconds=settings.startup_grace_seconds)
             logger.info("startup grace: nothing runs before %s (%ss)", iso(start), settings.startup_grace_seconds)
 
     def _probe(self) -> None:
