@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from scheduler import fields
@@ -25,7 +25,7 @@ JOB_KEYS = SCHEDULE_KEYS + TARGET_KEYS + (
 @dataclass(frozen=True)
 class Defaults:
     timeout_seconds: int = 60
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     jitter_seconds: int = 0
     timezone: str = "UTC"
 
@@ -62,7 +62,7 @@ def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[Job
 
 def _line_number(problem: str) -> int:
     # "path:LINE: ..." -> LINE; file-level problems without a line sort first.
-    head, _, rest = problem.partition(": ")
+    head = problem.partition(": ")[0]
     number = head.rsplit(":", 2)[-2] if head.count(":") >= 2 else ""
     return int(number) if number.isdigit() else 0
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from scheduler import __version__
@@ -113,7 +113,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
         return EXIT_OK
     seed = "SCHEDULER_JITTER_SEED" if settings.jitter_seed_from_env else "drawn now; set SCHEDULER_JITTER_SEED to fix it"
-    print(f"API_URL {settings.api_url}  auth {settings.auth}  grace {settings.startup_grace_seconds}s  jitter seed {settings.jitter_seed} ({seed})")
+    print(
+        f"API_URL {settings.api_url}  auth {settings.auth}  grace {settings.startup_grace_seconds}s  "
+        f"jitter seed {settings.jitter_seed} ({seed})"
+    )
     print(f"times below assume the service starts now ({iso(now)}); interval jobs count from the end of the grace")
     width = max(len(row["name"]) for row in rows)
     for row in rows:

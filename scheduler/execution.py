@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from scheduler.errors import RunFailed
 from scheduler.http import HttpClient
@@ -20,7 +20,7 @@ logger = logging.getLogger("scheduler.runs")
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Outcome:
 
 
 class RunExecutor:
-    def __init__(self, http: HttpClient | None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, http: HttpClient | None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.http = http
         self.clock = clock
 

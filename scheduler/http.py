@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -20,6 +20,7 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from scheduler import __version__
 from scheduler.errors import RunFailed
@@ -79,6 +80,23 @@ def describe_exception(exc: BaseException, method: str, url: str, timeout: float
     return f"{method} {url}: {type(exc).__name__}: {inner or reason}"[:400]
 
 
+class _StopBefore(stop_base):
+    """Stop when the next try would start after ``deadline`` (the job's next run) or at shutdown."""
+
+    def __init__(self, deadline: datetime | None, stopping: threading.Event, clock: Callable[[], datetime]) -> None:
+        self.deadline = deadline
+        self.stopping = stopping
+        self.clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.stopping.is_set():
+            return True
+        if self.deadline is None:
+            return False
+        # tenacity computes the wait before asking whether to stop.
+        return (self.clock() - self.deadline).total_seconds() + retry_state.upcoming_sleep >= 0
+
+
 class HttpClient:
     """Calls the application's API for HTTP jobs.
 
@@ -93,7 +111,7 @@ class HttpClient:
         pool_size: int,
         *,
         stopping: threading.Event | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.api_url = api_url
         self._token = token
@@ -126,7 +144,7 @@ class HttpClient:
         on_retry: Callable[[int, str, float], None] | None = None,
     ) -> HttpResult:
         """One run: the request, retried while transient; RunFailed otherwise."""
-        stamp = scheduled_for.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        stamp = scheduled_for.astimezone(UTC).isoformat().replace("+00:00", "Z")
         headers = {
             **target.headers,
             **self._auth_headers(target.url),
@@ -151,12 +169,8 @@ class HttpClient:
                 return exc.retry_after
             return float(backoff(state))
 
-        def past_deadline(state: RetryCallState) -> bool:
-            if self._stopping.is_set():
-                return True
-            if deadline is None:
-                return False
-            return (self._clock() - deadline).total_seconds() + state.upcoming_sleep >= 0
+        def sleep(seconds: float) -> None:
+            self._stopping.wait(seconds)  # a shutdown cuts the backoff short
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -165,11 +179,11 @@ class HttpClient:
 
         backoff = wait_random_exponential(multiplier=retry.backoff_seconds, max=retry.max_backoff_seconds)
         retrying = Retrying(
-            stop=stop_after_attempt(retry.attempts) | past_deadline,
+            stop=stop_after_attempt(retry.attempts) | _StopBefore(deadline, self._stopping, self._clock),
             wait=wait,
             retry=retry_if_exception(_is_transient),
             before_sleep=before_sleep,
-            sleep=lambda seconds: self._stopping.wait(seconds),
+            sleep=sleep,
             reraise=True,
         )
         try:
@@ -212,7 +226,9 @@ class HttpClient:
             response = self.session.get(url, headers=self._auth_headers(url), timeout=timeout, allow_redirects=False)
             response.close()
         except requests.RequestException as exc:
-            return False, f"API_URL {self.api_url} does not answer: {describe_exception(exc, 'GET', url, timeout)}; jobs will fail until it does"
+            why = describe_exception(exc, "GET", url, timeout)
+            return False, f"API_URL {self.api_url} does not answer: {why}; jobs will fail until it does"
         took = (time.monotonic() - started) * 1000
-        verdict = "answers" if response.status_code < 300 else "answers with an error"
-        return response.status_code < 300, f"API_URL {self.api_url} {verdict}: GET {PROBE_PATH} -> HTTP {response.status_code} in {took:.0f} ms"
+        healthy = response.status_code < 300
+        verdict = "answers" if healthy else "answers with an error"
+        return healthy, f"API_URL {self.api_url} {verdict}: GET {PROBE_PATH} -> HTTP {response.status_code} in {took:.0f} ms"

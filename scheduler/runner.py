@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_SCHEDULER_STARTED, JobSubmissionEvent, SchedulerEvent
@@ -28,7 +28,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def plan(jobs: list[JobSpec], settings: Settings, now: datetime) -> dict[str, NonDriftingTrigger]:
@@ -54,7 +54,7 @@ class Service:
         self.scheduler = BlockingScheduler(
             executors={"default": FireTimeExecutor(self.workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=timezone.utc,
+            timezone=UTC,
         )
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
@@ -171,7 +171,10 @@ class Service:
             __version__, len(self.jobs), settings.config_path, len(self.disabled),
             settings.api_url, settings.auth, self.workers,
         )
-        seed_source = "from SCHEDULER_JITTER_SEED" if settings.jitter_seed_from_env else "drawn at start; set SCHEDULER_JITTER_SEED to reproduce"
+        seed_source = (
+            "from SCHEDULER_JITTER_SEED" if settings.jitter_seed_from_env
+            else "drawn at start; set SCHEDULER_JITTER_SEED to reproduce"
+        )
         logger.info("jitter seed %d (%s)", settings.jitter_seed, seed_source)
         for warning in settings.warnings:
             logger.warning("%s", warning)

@@ -60,7 +60,7 @@ class JobSpec:
     schedule: Schedule
     target: HttpTarget | CallTarget
     timeout_seconds: int = 60
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     jitter_seconds: int = 0
     initial_offset_max_seconds: int = 0
     enabled: bool = True

@@ -13,7 +13,8 @@ service agree on every fire time for the same seed.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
@@ -84,7 +85,7 @@ def grid_trigger(schedule: Schedule, start: datetime) -> BaseTrigger:
     """The trigger that yields the nominal (unjittered) times, none before ``start``."""
     if schedule.kind == "every":
         assert schedule.interval_seconds
-        return IntervalTrigger(seconds=schedule.interval_seconds, start_date=start, timezone=timezone.utc)
+        return IntervalTrigger(seconds=schedule.interval_seconds, start_date=start, timezone=UTC)
     tz = ZoneInfo(schedule.timezone)
     if schedule.kind == "daily":
         parts = [CronTrigger(hour=t.hour, minute=t.minute, timezone=tz, start_date=start) for t in schedule.times]
@@ -187,8 +188,8 @@ def shortest_gap_seconds(schedule: Schedule, samples: int = 400) -> float:
     """The smallest gap between consecutive nominal times (DST included)."""
     if schedule.kind == "every":
         return float(schedule.interval_seconds or 0)
-    reference = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    reference = datetime(2026, 1, 1, tzinfo=UTC)
     grid = NonDriftingTrigger(grid_trigger(schedule, reference), "gap", 0, 0)
     times = next_fire_times(grid, reference, samples)
-    gaps = [(later - earlier).total_seconds() for earlier, later in zip(times, times[1:])]
+    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
     return min(gaps) if gaps else float("inf")

@@ -10,7 +10,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from scheduler import __version__
-
 from tests.scheduler.support import ApiServer, clean_env, run_cli, write_jobs
 
 TOKEN = "tok-9d81-never-print-me"

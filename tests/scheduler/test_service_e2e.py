@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 from tests.scheduler.support import ApiServer, Service, clean_env, json_lines, write_jobs
@@ -43,7 +44,7 @@ def test_one_second_job_fires_on_its_grid_with_headers(api: ApiServer, tmp_path:
     assert json.loads(first.body) == {"source": "test"}
     stamps = [_stamp(call.headers["X-Scheduler-Scheduled-For"]) for call in calls[:3]]
     # Nominal times sit exactly on a 1-second grid: no tick, no drift.
-    assert [b - a for a, b in zip(stamps, stamps[1:])] == [timedelta(seconds=1)] * 2
+    assert [b - a for a, b in pairwise(stamps)] == [timedelta(seconds=1)] * 2
     for call in calls[:3]:
         assert call.headers["Idempotency-Key"] == f"tick@{call.headers['X-Scheduler-Scheduled-For']}"
         # Arrives after its nominal time, and not a polling tick later.
