@@ -244,3 +244,35 @@ def test_second_sigint_stops_waiting(api: ApiServer, tmp_path: Path, start_servi
     assert code == 0
     assert took < 5.0
     assert "run abandoned at shutdown: job=stuck" in service.log
+
+
+def test_runs_missed_while_paused_are_coalesced_into_one(
+    api: ApiServer, tmp_path: Path, start_service: Callable[..., Service]
+) -> None:
+    config = write_jobs(tmp_path, """
+        jobs:
+          tick:
+            every: 2
+            http: {method: POST, path: /api/tick}
+    """)
+    service = start_service(["run", "-c", str(config)], clean_env(API_URL=api.url, SCHEDULER_STARTUP_GRACE_SECONDS="0"))
+    first = api.wait_for("/api/tick", 1)[0]
+    n0 = _stamp(first.headers["X-Scheduler-Scheduled-For"]).timestamp()
+    time.sleep(max(0.0, n0 + 0.5 - time.time()))
+    service.proc.send_signal(signal.SIGSTOP)
+    # Stopped over the slots n0+2 and n0+4; resumed 1.5 s after the latter,
+    # later than APScheduler's default 1 s misfire grace would allow.
+    time.sleep(max(0.0, n0 + 5.5 - time.time()))
+    resumed = time.time()
+    service.proc.send_signal(signal.SIGCONT)
+    api.wait_for("/api/tick", 2)
+    time.sleep(0.3)
+    service.terminate()
+
+    late = [
+        call for call in api.calls("/api/tick")
+        if n0 < _stamp(call.headers["X-Scheduler-Scheduled-For"]).timestamp() < resumed
+    ]
+    assert len(late) == 1, "missed slots must run once, coalesced, however late"
+    assert abs(_stamp(late[0].headers["X-Scheduler-Scheduled-For"]).timestamp() - (n0 + 4)) < 0.001
+    assert late[0].arrived >= resumed
