@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from scheduler.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedul
 from scheduler.triggers import shortest_gap_seconds
 from scheduler.yamlfile import LineMap, YamlProblem, load_yaml
 
+_LINE = re.compile(r"^.*?:(\d+): ")
 TOP_KEYS = ("defaults", "jobs")
 DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone")
 SCHEDULE_KEYS = ("every", "daily", "cron")
@@ -62,9 +64,8 @@ def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[Job
 
 def _line_number(problem: str) -> int:
     # "path:LINE: ..." -> LINE; file-level problems without a line sort first.
-    head = problem.partition(": ")[0]
-    number = head.rsplit(":", 2)[-2] if head.count(":") >= 2 else ""
-    return int(number) if number.isdigit() else 0
+    match = _LINE.match(problem)
+    return int(match.group(1)) if match else 0
 
 
 def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:
@@ -79,13 +80,13 @@ def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:
         timeout = fields.read_duration(ctx, raw, "timeout", positive=True, field="defaults.timeout")
         defaults = replace(defaults, timeout_seconds=timeout or defaults.timeout_seconds)
     if "retry" in raw:
-        retry = fields.read_retry(ctx, raw, defaults.retry)
+        retry = fields.read_retry(ctx, raw, defaults.retry, prefix="defaults.")
         defaults = replace(defaults, retry=retry or defaults.retry)
     if "jitter" in raw:
         jitter = fields.read_duration(ctx, raw, "jitter", positive=False, field="defaults.jitter")
         defaults = replace(defaults, jitter_seconds=jitter or 0)
     if "timezone" in raw:
-        defaults = replace(defaults, timezone=fields.read_timezone(ctx, raw) or defaults.timezone)
+        defaults = replace(defaults, timezone=fields.read_timezone(ctx, raw, field="defaults.timezone") or defaults.timezone)
     return defaults
 
 
@@ -110,20 +111,19 @@ def _read_job(ctx: Context, name: str, raw: object, line: int, defaults: Default
         if "every" not in raw:
             ctx.add(raw.line_of("initial_offset_max"), "initial_offset_max", "applies to 'every' schedules only")
         offset_max = fields.read_duration(ctx, raw, "initial_offset_max", positive=False) or 0
-    enabled = raw.get("enabled", True)
-    if not isinstance(enabled, bool):
-        ctx.add(raw.line_of("enabled"), "enabled", f"must be true or false, got {enabled!r}")
+    enabled = fields.read_bool(ctx, raw, "enabled", default=True)
 
     if schedule is not None and jitter:
         gap = shortest_gap_seconds(schedule)
         if jitter >= gap:
             where = raw.line_of("jitter") if "jitter" in raw else line
-            ctx.add(where, "jitter", f"must be smaller than the shortest gap between runs ({gap:g}s), got {jitter}s")
+            source = "" if "jitter" in raw else " (inherited from defaults.jitter)"
+            ctx.add(where, "jitter", f"must be smaller than the shortest gap between runs ({gap:g}s), got {jitter}s{source}")
     if len(ctx.problems) > before or schedule is None or target is None or retry is None:
         return None
     return JobSpec(
         name=name, line=line, schedule=schedule, target=target, timeout_seconds=timeout,
-        retry=retry, jitter_seconds=jitter, initial_offset_max_seconds=offset_max, enabled=bool(enabled),
+        retry=retry, jitter_seconds=jitter, initial_offset_max_seconds=offset_max, enabled=enabled,
     )
 
 

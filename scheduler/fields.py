@@ -10,7 +10,7 @@ import difflib
 import importlib
 import re
 from collections.abc import Mapping
-from datetime import time
+from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -117,7 +117,8 @@ def read_duration(ctx: Context, mapping: LineMap, key: str, *, positive: bool, f
     try:
         seconds = parse_duration(value)
     except DurationError as exc:
-        ctx.add(line, field, str(exc))
+        source = f" (expanded from {raw!r})" if isinstance(raw, str) and "${" in raw else ""
+        ctx.add(line, field, f"{exc}{source}")
         return None
     if positive and seconds == 0:
         ctx.add(line, field, f"must be greater than 0, got {value!r}")
@@ -125,27 +126,47 @@ def read_duration(ctx: Context, mapping: LineMap, key: str, *, positive: bool, f
     return seconds
 
 
+def read_bool(ctx: Context, mapping: LineMap, key: str, *, default: bool) -> bool:
+    if key not in mapping:
+        return default
+    value, _ = ctx.value(mapping, key, key)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if value is not _MISSING:
+        ctx.add(mapping.line_of(key), key, f"must be true or false, got {value!r}")
+    return default
+
+
 def read_daily(ctx: Context, mapping: LineMap) -> tuple[time, ...] | None:
     line = mapping.line_of("daily")
     value, _ = ctx.value(mapping, "daily", "daily")
     if value is _MISSING:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        ctx.add(line, "daily", f'quote the times: YAML reads an unquoted 03:00 as the number {value}; write daily: "03:00"')
-        return None
     items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list) or not items:
+    if not isinstance(items, list):
+        items = [items]
+    if not items:
         ctx.add(line, "daily", f'must be "HH:MM", "HH:MM,HH:MM" or a list of "HH:MM", got {value!r}')
         return None
     times: list[time] = []
     for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            # YAML 1.1 reads an unquoted 13:00 as the base-60 number 780.
+            hours, minutes = divmod(item, 60)
+            ctx.add(
+                line, "daily",
+                f'quote the times: YAML reads an unquoted {hours}:{minutes:02d} as the number {item}; write "{hours:02d}:{minutes:02d}"',
+            )
+            return None
         match = _TIME.match(item.strip()) if isinstance(item, str) else None
         if not match:
             ctx.add(line, "daily", f'must be "HH:MM" between 00:00 and 23:59, got {item!r}')
             return None
         moment = time(int(match.group(1)), int(match.group(2)))
         if moment in times:
-            ctx.add(line, "daily", f"lists {item.strip()!r} twice")
+            ctx.add(line, "daily", f"lists {moment.strftime('%H:%M')!r} twice")
             return None
         times.append(moment)
     return tuple(sorted(times))
@@ -160,53 +181,63 @@ def read_cron(ctx: Context, mapping: LineMap) -> str | None:
         return None
     expression = " ".join(value.split())
     try:
-        cron_trigger(expression, ZoneInfo("UTC"))
+        trigger = cron_trigger(expression, ZoneInfo("UTC"))
     except ValueError as exc:
         ctx.add(mapping.line_of("cron"), "cron", f"{exc} in {value!r}")
+        return None
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        ctx.add(mapping.line_of("cron"), "cron", f"{value!r} never fires (no date matches it)")
         return None
     return expression
 
 
-def read_timezone(ctx: Context, mapping: LineMap, key: str = "timezone") -> str | None:
-    value, _ = ctx.value(mapping, key, key)
+def read_timezone(ctx: Context, mapping: LineMap, key: str = "timezone", field: str | None = None) -> str | None:
+    field = field or key
+    value, _ = ctx.value(mapping, key, field)
     if value is _MISSING:
         return None
     try:
         ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
         hint = did_you_mean(str(value), tuple(sorted(available_timezones())))
-        ctx.add(mapping.line_of(key), key, f"unknown timezone {value!r}{hint}")
+        ctx.add(mapping.line_of(key), field, f"unknown timezone {value!r}{hint}")
         return None
     return str(value)
 
 
-def read_retry(ctx: Context, mapping: LineMap, base: RetryPolicy) -> RetryPolicy | None:
+def read_retry(ctx: Context, mapping: LineMap, base: RetryPolicy, prefix: str = "") -> RetryPolicy | None:
     raw = mapping["retry"]
     if not isinstance(raw, LineMap):
-        ctx.add(mapping.line_of("retry"), "retry", f"must be a mapping like {{attempts: 3, backoff: 1s, max_backoff: 30s}}, got {raw!r}")
+        ctx.add(
+            mapping.line_of("retry"), f"{prefix}retry",
+            f"must be a mapping like {{attempts: 3, backoff: 1s, max_backoff: 30s}}, got {raw!r}",
+        )
         return None
-    ctx.check_keys(raw, ("attempts", "backoff", "max_backoff"), "retry.")
+    ctx.check_keys(raw, ("attempts", "backoff", "max_backoff"), f"{prefix}retry.")
     attempts = base.attempts
     if "attempts" in raw:
-        value, _ = ctx.value(raw, "attempts", "retry.attempts")
+        value, _ = ctx.value(raw, "attempts", f"{prefix}retry.attempts")
         try:
             attempts = int(value)
             if isinstance(value, bool) or str(attempts) != str(value).strip() or attempts < 1:
                 raise ValueError
         except (TypeError, ValueError):
             if value is not _MISSING:
-                ctx.add(raw.line_of("attempts"), "retry.attempts", f"must be an integer of at least 1, got {value!r}")
+                ctx.add(raw.line_of("attempts"), f"{prefix}retry.attempts", f"must be an integer of at least 1, got {value!r}")
             return None
     backoff = base.backoff_seconds
     if "backoff" in raw:
-        backoff = read_duration(ctx, raw, "backoff", positive=False, field="retry.backoff")  # type: ignore[assignment]
+        backoff = read_duration(ctx, raw, "backoff", positive=False, field=f"{prefix}retry.backoff")  # type: ignore[assignment]
     maximum = base.max_backoff_seconds
     if "max_backoff" in raw:
-        maximum = read_duration(ctx, raw, "max_backoff", positive=False, field="retry.max_backoff")  # type: ignore[assignment]
+        maximum = read_duration(ctx, raw, "max_backoff", positive=False, field=f"{prefix}retry.max_backoff")  # type: ignore[assignment]
     if backoff is None or maximum is None:
         return None
     if maximum < backoff:
-        ctx.add(raw.line_of("max_backoff"), "retry.max_backoff", f"must be at least retry.backoff ({backoff}s), got {maximum}s")
+        ctx.add(
+            raw.line_of("max_backoff"), f"{prefix}retry.max_backoff",
+            f"must be at least {prefix}retry.backoff ({backoff}s), got {maximum}s",
+        )
         return None
     return RetryPolicy(attempts, backoff, maximum)
 

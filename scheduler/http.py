@@ -59,6 +59,8 @@ def _retry_after_seconds(value: str | None, now: datetime) -> float | None:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
+    if moment.tzinfo is None:  # asctime and "-0000" dates carry no zone; HTTP dates are GMT
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - now).total_seconds())
 
 

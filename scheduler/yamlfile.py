@@ -44,10 +44,13 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineMap]
     yield data
     loader.flatten_mapping(node)
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=False)
+        # Keys are names as written: YAML 1.1 would turn a job called `on`
+        # or `no` into a boolean.
+        if isinstance(key_node, yaml.ScalarNode):
+            key = key_node.value
+        else:
+            key = str(loader.construct_object(key_node, deep=True))
         line = key_node.start_mark.line + 1
-        if not isinstance(key, str):
-            key = str(key)
         if key in data:
             loader.duplicates.append(
                 YamlProblem(line, f"duplicate key {key!r} (first at line {data.key_lines[key]})")
