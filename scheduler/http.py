@@ -196,7 +196,7 @@ class HttpClient:
         except requests.RequestException as exc:
             raise RunFailed(
                 describe_exception(exc, target.method, target.url, timeout),
-                permanent=False, attempts=retrying.statistics.get("attempt_number", 1),
+                permanent=not _is_transient(exc), attempts=retrying.statistics.get("attempt_number", 1),
             ) from None
         return HttpResult(status=result.status, attempts=retrying.statistics.get("attempt_number", 1))
 
@@ -213,6 +213,8 @@ class HttpClient:
                 permanent=True, status=status,
             )
         body = _preview(response.text)
+        if self._token:  # an app that echoes the request must not put the token in our logs
+            body = body.replace(self._token, "[redacted]")
         transient = status in RETRY_STATUSES
         retry_after = _retry_after_seconds(response.headers.get("Retry-After"), self._clock()) if status == 429 else None
         raise RunFailed(

@@ -35,7 +35,7 @@ def standard_day_of_week(field: str) -> str:
     mistake), so ``1-5`` would silently mean Tuesday to Saturday. Numbers are
     expanded here and handed over as names, which both agree on.
     """
-    if field == "*" or not any(ch.isdigit() for ch in field):
+    if field == "*":
         return field
     days: set[int] = set()
     for part in field.split(","):
@@ -49,11 +49,11 @@ def standard_day_of_week(field: str) -> str:
             low_text, high_text = body.split("-", 1)
             low, high = _weekday_number(low_text), _weekday_number(high_text)
             if high < low and high == 0:
-                high = 7
+                high = 7  # "5-0" and "fri-sun": Sunday closes the week
             if high < low:
                 raise ValueError(f"day-of-week range {body!r} runs backwards")
         else:
-            low = high = _weekday_number(body)
+            low = high = _weekday_number(body) % 7
             if step_text:
                 high = 6
         days.update(day % 7 for day in range(low, high + 1, step))
@@ -94,6 +94,13 @@ def grid_trigger(schedule: Schedule, start: datetime) -> BaseTrigger:
     return cron_trigger(schedule.cron, tz, start)
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    # Arithmetic on an aware datetime in a DST zone is wall-clock arithmetic
+    # and forgets which of the two repeated autumn hours it meant (fold);
+    # in UTC, adding an offset always moves forward in real time.
+    return None if moment is None else moment.astimezone(UTC)
+
+
 def jitter_offset(seed: int, name: str, nominal: datetime, jitter_seconds: float) -> timedelta:
     if jitter_seconds <= 0:
         return timedelta(0)
@@ -117,16 +124,16 @@ class NonDriftingTrigger(BaseTrigger):
         self.seed = seed
 
     def nominal_after(self, moment: datetime) -> datetime | None:
-        """The first nominal time strictly after ``moment``."""
+        """The first nominal time strictly after ``moment``, in UTC."""
         grid = self.grid
         if isinstance(grid, IntervalTrigger):
             # Exact integer arithmetic on timedeltas: the float ceil() inside
             # IntervalTrigger could land one step off after a long uptime.
             if moment < grid.start_date:
-                return grid.start_date
+                return grid.start_date.astimezone(UTC)
             steps = (moment - grid.start_date) // grid.interval + 1
-            return grid.start_date + grid.interval * steps
-        return grid.get_next_fire_time(None, moment + _TICK)
+            return (grid.start_date + grid.interval * steps).astimezone(UTC)
+        return _utc(grid.get_next_fire_time(None, moment + _TICK))
 
     def nominal_for(self, fire_time: datetime) -> datetime:
         """The nominal time of the run that fires at ``fire_time``.
@@ -146,7 +153,7 @@ class NonDriftingTrigger(BaseTrigger):
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         if previous_fire_time is None:
-            nominal = self.grid.get_next_fire_time(None, now)
+            nominal = _utc(self.grid.get_next_fire_time(None, now))
         else:
             nominal = self.nominal_after(previous_fire_time)
         return None if nominal is None else self.fire_time(nominal)
@@ -184,12 +191,34 @@ def next_fire_times(trigger: NonDriftingTrigger, now: datetime, count: int) -> l
     return times
 
 
+def _offset_changes(zone: ZoneInfo, year: int) -> list[datetime]:
+    """The hours (UTC) in ``year`` at which ``zone``'s UTC offset changes."""
+    changes = []
+    moment = datetime(year, 1, 1, tzinfo=UTC)
+    previous = moment.astimezone(zone).utcoffset()
+    while moment.year == year:
+        moment += timedelta(hours=1)
+        offset = moment.astimezone(zone).utcoffset()
+        if offset != previous:
+            changes.append(moment)
+            previous = offset
+    return changes
+
+
 def shortest_gap_seconds(schedule: Schedule, samples: int = 400) -> float:
-    """The smallest gap between consecutive nominal times (DST included)."""
+    """The smallest real gap between consecutive nominal times, DST changes included.
+
+    Samples the year's start and the hours around each of the zone's offset
+    changes, where a wall-clock schedule's real gaps shrink.
+    """
     if schedule.kind == "every":
         return float(schedule.interval_seconds or 0)
-    reference = datetime(2026, 1, 1, tzinfo=UTC)
-    grid = NonDriftingTrigger(grid_trigger(schedule, reference), "gap", 0, 0)
-    times = next_fire_times(grid, reference, samples)
-    gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
+    year = 2026
+    starts = [datetime(year, 1, 1, tzinfo=UTC)]
+    starts += [change - timedelta(hours=12) for change in _offset_changes(ZoneInfo(schedule.timezone), year)]
+    gaps: list[float] = []
+    for start in starts:
+        grid = NonDriftingTrigger(grid_trigger(schedule, start), "gap", 0, 0)
+        times = next_fire_times(grid, start, samples)
+        gaps += [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
     return min(gaps) if gaps else float("inf")
