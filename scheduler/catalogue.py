@@ -20,7 +20,7 @@ DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone")
 SCHEDULE_KEYS = ("every", "daily", "cron")
 TARGET_KEYS = ("http", "call")
 JOB_KEYS = SCHEDULE_KEYS + TARGET_KEYS + (
-    "kwargs", "timeout", "retry", "jitter", "initial_offset_max", "timezone", "enabled",
+    "kwargs", "timeout", "retry", "jitter", "initial_offset_max", "timezone", "enabled", "catch_up",
 )
 
 
@@ -112,6 +112,7 @@ def _read_job(ctx: Context, name: str, raw: object, line: int, defaults: Default
             ctx.add(raw.line_of("initial_offset_max"), "initial_offset_max", "applies to 'every' schedules only")
         offset_max = fields.read_duration(ctx, raw, "initial_offset_max", positive=False) or 0
     enabled = fields.read_bool(ctx, raw, "enabled", default=True)
+    catch_up = fields.read_duration(ctx, raw, "catch_up", positive=False) if "catch_up" in raw else None
 
     if schedule is not None and jitter:
         gap = shortest_gap_seconds(schedule)
@@ -124,6 +125,7 @@ def _read_job(ctx: Context, name: str, raw: object, line: int, defaults: Default
     return JobSpec(
         name=name, line=line, schedule=schedule, target=target, timeout_seconds=timeout,
         retry=retry, jitter_seconds=jitter, initial_offset_max_seconds=offset_max, enabled=enabled,
+        catch_up_seconds=catch_up,
     )
 
 

@@ -11,8 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from scheduler import __version__
 from scheduler.catalogue import load_catalogue
@@ -20,11 +19,15 @@ from scheduler.errors import ConfigError, SchedulerError, UnknownJobError
 from scheduler.execution import RunExecutor, iso
 from scheduler.fields import closest
 from scheduler.http import HttpClient
+from scheduler.listing import history_text, job_row, list_text, run_json
 from scheduler.logs import configure_logging
-from scheduler.runner import Service, plan, utc_now
+from scheduler.metrics import Metrics, MetricsServer
+from scheduler.planning import plan_jobs
+from scheduler.runner import Service, resolve_seed, utc_now
 from scheduler.settings import DEFAULT_API_URL, Settings, config_path, load_settings
-from scheduler.spec import CallTarget, JobSpec
-from scheduler.triggers import NonDriftingTrigger, build_trigger, next_fire_times
+from scheduler.spec import JobSpec
+from scheduler.state import RunRecord, StateStore
+from scheduler.triggers import build_trigger
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -68,63 +71,58 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _job_json(spec: JobSpec, trigger: NonDriftingTrigger | None, now: datetime, count: int) -> dict[str, Any]:
-    target = spec.target
-    is_call = isinstance(target, CallTarget)
-    runs = next_fire_times(trigger, now, count) if trigger else []
-    return {
-        "name": spec.name,
-        "enabled": spec.enabled,
-        "schedule": spec.schedule.text,
-        "interval_seconds": spec.schedule.interval_seconds if spec.schedule.kind == "every" else None,
-        "timezone": spec.schedule.timezone,
-        "kind": target.kind,
-        "method": None if is_call else target.method,  # type: ignore[union-attr]
-        "url": None if is_call else target.url,  # type: ignore[union-attr]
-        "callable": target.reference if is_call else None,  # type: ignore[union-attr]
-        "timeout_seconds": spec.timeout_seconds,
-        "jitter_seconds": spec.jitter_seconds,
-        "initial_offset_max_seconds": spec.initial_offset_max_seconds,
-        "retry": {
-            "attempts": spec.retry.attempts,
-            "backoff_seconds": spec.retry.backoff_seconds,
-            "max_backoff_seconds": spec.retry.max_backoff_seconds,
-        },
-        "next_runs": [iso(moment) for moment in runs],
-    }
+def _open_store(settings: Settings) -> StateStore:
+    return StateStore(settings.state_path, settings.history_per_job)
+
+
+def _peek_store(settings: Settings) -> StateStore | None:
+    """The state store read-only, or None when the service has not created it yet."""
+    if not settings.state_path.exists():
+        return None
+    return StateStore(settings.state_path, readonly=True)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     settings, jobs = load(args.config)
     if args.next < 0:
         raise ConfigError([f"--next must be 0 or more, got {args.next}"])
+    store = _peek_store(settings)
+    seed, seed_source = resolve_seed(settings, store)
     now = utc_now()
-    triggers = plan(jobs, settings, now)
     start = now + timedelta(seconds=settings.startup_grace_seconds)
-    rows = [_job_json(spec, triggers.get(spec.name), start, args.next) for spec in jobs]
+    plans = plan_jobs(jobs, store.job_states() if store else {}, seed, start, settings.startup_spread_seconds)
+    rows = [job_row(spec, plans.get(spec.name), now, args.next) for spec in jobs]
     if args.json:
         document = {
             "api_url": settings.api_url,
             "auth": settings.auth,
             "startup_grace_seconds": settings.startup_grace_seconds,
-            "jitter_seed": settings.jitter_seed,
+            "jitter_seed": seed,
             "jobs": rows,
         }
         print(json.dumps(document, indent=2))
         return EXIT_OK
-    seed = "SCHEDULER_JITTER_SEED" if settings.jitter_seed_from_env else "drawn now; set SCHEDULER_JITTER_SEED to fix it"
-    print(
+    header = (
         f"API_URL {settings.api_url}  auth {settings.auth}  grace {settings.startup_grace_seconds}s  "
-        f"jitter seed {settings.jitter_seed} ({seed})"
+        f"jitter seed {seed} ({seed_source})\n"
+        f"times below are those of a service started now ({iso(now)}) with state {settings.state_path}"
     )
-    print(f"times below assume the service starts now ({iso(now)}); interval jobs count from the end of the grace")
-    width = max(len(row["name"]) for row in rows)
-    for row in rows:
-        target = f"call {row['callable']}" if row["kind"] == "call" else f"{row['method']} {row['url']}"
-        state = "" if row["enabled"] else "  (disabled)"
-        print(f"{row['name']:<{width}}  {row['schedule']:<22}  {target}{state}")
-        for moment in row["next_runs"]:
-            print(f"{'':<{width}}    {moment}")
+    print(list_text(header, rows, {name: plan.reason for name, plan in plans.items()}))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings, jobs = load(args.config)
+    if args.limit <= 0:
+        raise ConfigError([f"--limit must be 1 or more, got {args.limit}"])
+    if args.name is not None:
+        _find(jobs, args.name)
+    store = _peek_store(settings)
+    runs = store.history(args.name, args.limit) if store else []
+    if args.json:
+        print(json.dumps({"state_path": str(settings.state_path), "runs": [run_json(run) for run in runs]}, indent=2))
+    else:
+        print(history_text(runs))
     return EXIT_OK
 
 
@@ -132,6 +130,7 @@ def cmd_fire(args: argparse.Namespace) -> int:
     settings, jobs = load(args.config)
     spec = _find(jobs, args.name)
     configure_logging(settings.log_format, settings.log_level, [settings.token or ""])
+    store = _open_store(settings)
     now = utc_now()
     trigger = build_trigger(spec, now, settings.jitter_seed)
     following = trigger.nominal_after(now)
@@ -140,6 +139,11 @@ def cmd_fire(args: argparse.Namespace) -> int:
         outcome = RunExecutor(http).run(spec, now, trigger.fire_time(following) if following else None)
     finally:
         http.close()
+    store.record(RunRecord(
+        job=spec.name, scheduled_for=now, outcome=outcome.outcome, started_at=outcome.started_at,
+        finished_at=outcome.started_at + timedelta(seconds=outcome.duration_seconds), status=outcome.status,
+        error_type=outcome.error_type, attempts=outcome.attempts, duration_s=outcome.duration_seconds, error=outcome.error,
+    ))
     print(outcome.summary())
     return EXIT_OK if outcome.ok else EXIT_RUN_FAILED
 
@@ -147,13 +151,28 @@ def cmd_fire(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings, jobs = load(args.config)
     configure_logging(settings.log_format, settings.log_level, [settings.token or ""])
-    abandoned = Service(settings, jobs).run()
+    store = _open_store(settings)
+    metrics = Metrics()
+    service = Service(settings, jobs, store, metrics=metrics, loader=lambda: load(args.config)[1])
+    server = None
+    if settings.metrics_address:
+        host, port = settings.metrics_address
+        try:
+            server = MetricsServer((host, port), metrics, service.health.check)
+        except OSError as exc:
+            raise ConfigError([f"SCHEDULER_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}"]) from None
+        server.start()
+        logging.getLogger("scheduler.cli").info("metrics and health on http://%s/metrics and /healthz", server.address)
+    abandoned = service.run()
+    if server:
+        server.close()
     if abandoned:
         # Worker threads still blocked in their requests would keep the
         # interpreter alive at exit; the runs were logged as abandoned.
         logging.shutdown()
         sys.stdout.flush()
         os._exit(EXIT_OK)
+    store.close()
     return EXIT_OK
 
 
@@ -173,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--next", type=int, default=3, metavar="N", help="fire times to show per job (default 3)")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=cmd_list)
+    history = command("history", "show recent runs from the state store")
+    history.add_argument("name", metavar="NAME", nargs="?", help="only this job")
+    history.add_argument("--limit", type=int, default=20, metavar="N", help="runs to show (default 20)")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=cmd_history)
     fire = command("fire", "run one job once now (no grace) and report the outcome")
     fire.add_argument("name", metavar="NAME")
     fire.set_defaults(handler=cmd_fire)

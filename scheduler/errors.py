@@ -25,6 +25,14 @@ class ConfigError(SchedulerError):
         super().__init__("\n".join(self.problems))
 
 
+class StateError(SchedulerError):
+    """The state store cannot be opened or used."""
+
+    def __init__(self, path: object, cause: BaseException) -> None:
+        self.path = path
+        super().__init__(f"SCHEDULER_STATE_PATH={str(path)!r}: cannot use the state store: {cause}")
+
+
 class UnknownJobError(SchedulerError):
     def __init__(self, name: str, known: list[str], hint: str | None) -> None:
         self.name = name
@@ -49,9 +57,11 @@ class RunFailed(SchedulerError):
         status: int | None = None,
         retry_after: float | None = None,
         attempts: int = 1,
+        error_type: str | None = None,
     ) -> None:
         self.permanent = permanent
         self.attempts = attempts
+        self.error_type = error_type
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)

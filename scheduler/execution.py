@@ -34,6 +34,7 @@ class Outcome:
     status: int | None = None
     attempts: int = 1
     error: str | None = None
+    error_type: str | None = None  # the exception's type when there is no HTTP status
 
     @property
     def ok(self) -> bool:
@@ -62,6 +63,7 @@ class RunExecutor:
         status: int | None = None
         attempts = 1
         error: str | None = None
+        error_type: str | None = None
         try:
             if isinstance(spec.target, CallTarget):
                 self._call(spec, spec.target)
@@ -77,17 +79,17 @@ class RunExecutor:
                 )
                 status, attempts = result.status, result.attempts
         except RunFailed as exc:
-            status, attempts, error = exc.status, exc.attempts, str(exc)
+            status, attempts, error, error_type = exc.status, exc.attempts, str(exc), exc.error_type
         except Exception as exc:  # a callable's own failure is that run's outcome
-            error = f"{type(exc).__name__}: {exc}"[:400]
+            error, error_type = f"{type(exc).__name__}: {exc}"[:400], type(exc).__name__
             logger.debug("job %s raised", spec.name, exc_info=True)
         duration = time.monotonic() - started
         if error is None and isinstance(spec.target, CallTarget) and duration > spec.timeout_seconds:
-            error = f"ran {duration:.1f}s, over its {spec.timeout_seconds}s timeout"
+            error, error_type = f"ran {duration:.1f}s, over its {spec.timeout_seconds}s timeout", "Timeout"
         outcome = Outcome(
             job=spec.name, outcome="failed" if error else "ok", scheduled_for=scheduled_for,
             started_at=started_at, lateness_seconds=lateness, duration_seconds=duration,
-            status=status, attempts=attempts, error=error,
+            status=status, attempts=attempts, error=error, error_type=error_type,
         )
         end_fields = {
             **fields, "duration_s": round(duration, 6), "outcome": outcome.outcome,

@@ -197,6 +197,7 @@ class HttpClient:
             raise RunFailed(
                 describe_exception(exc, target.method, target.url, timeout),
                 permanent=not _is_transient(exc), attempts=retrying.statistics.get("attempt_number", 1),
+                error_type=type(exc).__name__,
             ) from None
         return HttpResult(status=result.status, attempts=retrying.statistics.get("attempt_number", 1))
 

@@ -17,6 +17,8 @@ from scheduler.errors import ConfigError
 
 DEFAULT_API_URL = "http://localhost:8000"
 DEFAULT_CONFIG = "jobs.yaml"
+DEFAULT_STATE_PATH = "data/scheduler-state.sqlite"
+DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TOKEN_VARS = ("SCHEDULER_API_TOKEN", "SCHEDULER_API_TOKEN_FILE")
@@ -50,6 +52,10 @@ class Settings:
     tick_seconds: int | None
     log_format: str
     log_level: str
+    state_path: Path = Path(DEFAULT_STATE_PATH)
+    history_per_job: int = 100
+    startup_spread_seconds: int = 30
+    metrics_address: tuple[str, int] | None = ("127.0.0.1", 9464)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -98,6 +104,39 @@ class _Reader:
         if parts.query or parts.fragment:
             self.problems.append(f"API_URL={raw!r} must not have a query string or fragment")
         return raw.strip().rstrip("/")
+
+    def state_path(self) -> Path:
+        raw = self.env.get("SCHEDULER_STATE_PATH")
+        if raw is None:
+            return Path(DEFAULT_STATE_PATH)
+        if not raw.strip():
+            self.problems.append(f"SCHEDULER_STATE_PATH='' must name a file; unset it to use {DEFAULT_STATE_PATH}")
+        return Path(raw)
+
+    def positive_int(self, name: str, default: int) -> int:
+        raw = self.env.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = 0
+        if value <= 0:
+            self.problems.append(f"{name}={raw!r} must be a positive integer")
+            return default
+        return value
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        raw = self.env.get("SCHEDULER_METRICS_ADDR", DEFAULT_METRICS_ADDR)
+        if raw.strip() == "":
+            return None  # empty disables the endpoint
+        host, _, port = raw.strip().rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            self.problems.append(
+                f"SCHEDULER_METRICS_ADDR={raw!r} must be HOST:PORT (e.g. {DEFAULT_METRICS_ADDR}), or empty to disable"
+            )
+            return None
+        return host.strip("[]"), int(port)
 
     def jitter_seed(self) -> tuple[int, bool]:
         raw = self.env.get("SCHEDULER_JITTER_SEED")
@@ -167,6 +206,10 @@ def load_settings(env: Mapping[str, str], config: str | None = None) -> Settings
     seed, seed_from_env = read.jitter_seed()
     log_format = read.choice("SCHEDULER_LOG_FORMAT", "text", LOG_FORMATS, upper=False)
     log_level = read.choice("SCHEDULER_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
+    state_path = read.state_path()
+    history = read.positive_int("SCHEDULER_HISTORY_PER_JOB", 100)
+    spread = read.seconds("SCHEDULER_STARTUP_SPREAD_SECONDS", 30, allow_zero=True)
+    metrics_address = read.metrics_address()
     if read.problems:
         raise ConfigError(read.problems)
 
@@ -193,6 +236,10 @@ def load_settings(env: Mapping[str, str], config: str | None = None) -> Settings
         tick_seconds=tick if tick_set else None,
         log_format=log_format,
         log_level=log_level,
+        state_path=state_path,
+        history_per_job=history,
+        startup_spread_seconds=spread,
+        metrics_address=metrics_address,
         warnings=tuple(warnings),
     )
 

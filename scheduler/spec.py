@@ -64,3 +64,4 @@ class JobSpec:
     jitter_seconds: int = 0
     initial_offset_max_seconds: int = 0
     enabled: bool = True
+    catch_up_seconds: int | None = None  # None: one interval for every, 6 h for daily/cron

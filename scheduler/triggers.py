@@ -206,13 +206,19 @@ def _offset_changes(zone: ZoneInfo, year: int) -> list[datetime]:
 
 
 def shortest_gap_seconds(schedule: Schedule, samples: int = 400) -> float:
-    """The smallest real gap between consecutive nominal times, DST changes included.
+    """The smallest real gap between consecutive nominal times, DST changes included."""
+    return gap_range_seconds(schedule, samples)[0]
+
+
+def gap_range_seconds(schedule: Schedule, samples: int = 400) -> tuple[float, float]:
+    """The smallest and largest real gaps between consecutive nominal times.
 
     Samples the year's start and the hours around each of the zone's offset
-    changes, where a wall-clock schedule's real gaps shrink.
+    changes, where a wall-clock schedule's real gaps shrink or grow.
     """
     if schedule.kind == "every":
-        return float(schedule.interval_seconds or 0)
+        interval = float(schedule.interval_seconds or 0)
+        return interval, interval
     year = 2026
     starts = [datetime(year, 1, 1, tzinfo=UTC)]
     starts += [change - timedelta(hours=12) for change in _offset_changes(ZoneInfo(schedule.timezone), year)]
@@ -221,4 +227,4 @@ def shortest_gap_seconds(schedule: Schedule, samples: int = 400) -> float:
         grid = NonDriftingTrigger(grid_trigger(schedule, start), "gap", 0, 0)
         times = next_fire_times(grid, start, samples)
         gaps += [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
-    return min(gaps) if gaps else float("inf")
+    return (min(gaps), max(gaps)) if gaps else (float("inf"), float("inf"))

@@ -119,6 +119,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
         if not key.startswith("SCHEDULER_") and key not in ("API_URL",)
     }
     env["PYTHONUNBUFFERED"] = "1"
+    env["SCHEDULER_METRICS_ADDR"] = "127.0.0.1:0"  # an ephemeral port: tests never collide
     env.update(overrides)
     return env
 

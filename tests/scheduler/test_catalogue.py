@@ -22,7 +22,7 @@ from scheduler.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedul
 
 API_URL = "http://app.test:8000"
 SHIPPED = Path(__file__).resolve().parents[2] / "jobs.yaml"
-JOB_KEYS = "every, daily, cron, http, call, kwargs, timeout, retry, jitter, initial_offset_max, timezone, enabled"
+JOB_KEYS = "every, daily, cron, http, call, kwargs, timeout, retry, jitter, initial_offset_max, timezone, enabled, catch_up"
 RETRY_KEYS = "attempts, backoff, max_backoff"
 HTTP_KEYS = "method, path, url, json, headers"
 NO_JOBS = "the file needs a top-level 'jobs:' mapping of job name -> spec"

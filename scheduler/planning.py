@@ -1,0 +1,117 @@
+"""Where each job's schedule stands at start: resumed, caught up, or new.
+
+A pure function of the jobs, what the state store remembers, the seed and the
+start time, so ``scheduler list`` prints exactly what ``scheduler run`` will do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from scheduler.spec import JobSpec
+from scheduler.state import JobState
+from scheduler.triggers import NonDriftingTrigger, grid_trigger, initial_offset
+
+# Bound on the slots walked to find the latest one missed inside a catch-up window.
+_MAX_WALK = 100_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    trigger: NonDriftingTrigger
+    anchor: datetime  # where the job's grid starts (interval jobs)
+    fingerprint: str
+    first_fire: datetime | None  # when the first run fires
+    first_nominal: datetime | None  # the slot that run stands for (a catch-up's is in the past)
+    reason: str
+
+
+def fingerprint(spec: JobSpec) -> str:
+    return f"{spec.schedule.text} tz={spec.schedule.timezone}"
+
+
+def catch_up_seconds(spec: JobSpec) -> int:
+    if spec.catch_up_seconds is not None:
+        return spec.catch_up_seconds
+    return spec.schedule.interval_seconds or 0 if spec.schedule.kind == "every" else 6 * 3600
+
+
+def _trigger(spec: JobSpec, anchor: datetime, seed: int) -> NonDriftingTrigger:
+    return NonDriftingTrigger(grid_trigger(spec.schedule, anchor), spec.name, spec.jitter_seconds, seed)
+
+
+def _latest_slot(trigger: NonDriftingTrigger, after: datetime, until: datetime) -> datetime | None:
+    """The last nominal time in (after, until], or None."""
+    latest = None
+    slot = trigger.nominal_after(after)
+    for _ in range(_MAX_WALK):
+        if slot is None or slot > until:
+            break
+        latest, slot = slot, trigger.nominal_after(slot)
+    return latest
+
+
+def plan_jobs(
+    jobs: list[JobSpec],
+    states: Mapping[str, JobState],
+    seed: int,
+    start: datetime,
+    spread_seconds: int,
+) -> dict[str, Plan]:
+    """Plan every enabled job for a service whose grace period ends at ``start``.
+
+    Jobs due at start (a first run, or one catch-up) are spread evenly over
+    ``spread_seconds`` in name order instead of all firing at once.
+    """
+    plans: dict[str, Plan] = {}
+    due: list[tuple[JobSpec, datetime | None, datetime, str]] = []  # spec, catch-up slot, anchor, reason
+    for spec in sorted((job for job in jobs if job.enabled), key=lambda job: job.name):
+        state = states.get(spec.name)
+        fp = fingerprint(spec)
+        same_grid = state is not None and state.fingerprint == fp
+        if state is None or state.last_nominal is None:
+            if spec.schedule.kind != "every":
+                trigger = _trigger(spec, start, seed)
+                first = trigger.get_next_fire_time(None, start)
+                plans[spec.name] = Plan(trigger, start, fp, first, trigger.nominal_for(first) if first else None, "first slot")
+            elif spec.initial_offset_max_seconds:
+                interval = spec.schedule.interval_seconds or 0
+                offset = initial_offset(seed, spec.name, min(spec.initial_offset_max_seconds, interval))
+                anchor = start + timedelta(seconds=interval - offset)
+                trigger = _trigger(spec, anchor, seed)
+                plans[spec.name] = Plan(trigger, anchor, fp, trigger.fire_time(anchor), anchor, f"first run offset by {offset}s")
+            else:
+                due.append((spec, None, start, "first run"))
+            continue
+        last = state.last_nominal
+        # A changed schedule starts a new grid, from the last run, so a shorter
+        # interval does not fire at once and a longer one does not wait twice.
+        anchor = state.anchor if same_grid or spec.schedule.kind != "every" else last
+        trigger = _trigger(spec, anchor, seed)
+        following = trigger.nominal_after(last)
+        if following is not None and following >= start:
+            plans[spec.name] = Plan(trigger, anchor, fp, trigger.fire_time(following), following, "resumes its grid")
+            continue
+        window = catch_up_seconds(spec)
+        # Slots after the last run and no older than the catch-up window.
+        after = max(last, start - timedelta(seconds=window, microseconds=1))
+        slot = _latest_slot(trigger, after, start) if window else None
+        if slot is not None:
+            due.append((spec, slot, anchor, f"catch-up of the slot at {slot.isoformat()}"))
+            continue
+        upcoming = trigger.nominal_after(start - timedelta(microseconds=1))
+        reason = "missed slot(s) beyond catch_up skipped" if window else "missed slot(s) skipped (catch_up 0)"
+        plans[spec.name] = Plan(trigger, anchor, fp, trigger.fire_time(upcoming) if upcoming else None, upcoming, reason)
+
+    step = timedelta(seconds=spread_seconds / len(due)) if due else timedelta(0)
+    for index, (spec, slot, anchor, reason) in enumerate(due):
+        moment = start + step * index
+        if slot is None:  # a first run: its whole grid starts at its place in the spread
+            trigger = _trigger(spec, moment, seed)
+            plans[spec.name] = Plan(trigger, moment, fingerprint(spec), trigger.fire_time(moment), moment, reason)
+        else:
+            trigger = _trigger(spec, anchor, seed)
+            plans[spec.name] = Plan(trigger, anchor, fingerprint(spec), moment, slot, reason)
+    return plans

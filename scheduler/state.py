@@ -1,0 +1,178 @@
+"""The durable state store: run history, each job's grid and last run, the jitter seed.
+
+SQLite in WAL mode (readers such as ``scheduler history`` never block the
+service). The schema is versioned with ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from scheduler.errors import StateError
+
+logger = logging.getLogger("scheduler.state")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    scheduled_for TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    error_type TEXT,
+    attempts INTEGER,
+    duration_s REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, id);
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    anchor TEXT NOT NULL,
+    last_nominal TEXT,
+    last_outcome TEXT,
+    last_success_at TEXT
+);
+"""
+STARTED_OUTCOMES = ("ok", "failed", "abandoned_at_shutdown")
+
+
+def _text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    job: str
+    scheduled_for: datetime
+    outcome: str  # ok | failed | skipped_in_flight | abandoned_at_shutdown
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    status: int | None = None
+    error_type: str | None = None
+    attempts: int | None = None
+    duration_s: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the store remembers of one job between restarts."""
+
+    fingerprint: str  # the schedule it was planned with; a change starts a new grid
+    anchor: datetime  # where an interval job's grid starts
+    last_nominal: datetime | None  # nominal time of the last run that started
+    last_outcome: str | None
+    last_success_at: datetime | None
+
+
+class StateStore:
+    def __init__(self, path: Path, history_per_job: int = 100, *, readonly: bool = False) -> None:
+        self.path = path
+        self.history_per_job = history_per_job
+        self._lock = threading.Lock()
+        try:
+            if readonly:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                self._check_version()
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, timeout=5)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._check_version()
+            with self._db:
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                # A real write now, so a read-only file or folder fails at start, not at the first run.
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', datetime('now'))")
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(path, exc) from None
+
+    def _check_version(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {version} is newer than this tickless understands ({SCHEMA_VERSION})")
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- seed -----------------------------------------------------------------
+    def jitter_seed(self) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'jitter_seed'").fetchone()
+        return int(row[0]) if row else None
+
+    def save_jitter_seed(self, seed: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('jitter_seed', ?)", (str(seed),))
+
+    # -- jobs -----------------------------------------------------------------
+    def job_states(self) -> dict[str, JobState]:
+        rows = self._db.execute(
+            "SELECT name, fingerprint, anchor, last_nominal, last_outcome, last_success_at FROM jobs"
+        ).fetchall()
+        return {
+            name: JobState(fingerprint, datetime.fromisoformat(anchor), _moment(nominal), outcome, _moment(success))
+            for name, fingerprint, anchor, nominal, outcome, success in rows
+        }
+
+    def save_grid(self, name: str, fingerprint: str, anchor: datetime) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO jobs (name, fingerprint, anchor) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, anchor = excluded.anchor",
+                (name, fingerprint, anchor.isoformat()),
+            )
+
+    # -- runs -----------------------------------------------------------------
+    def record(self, run: RunRecord) -> None:
+        """Store one run; a failure is logged and never raised (the scheduler goes on)."""
+        try:
+            with self._lock, self._db:
+                self._db.execute(
+                    "INSERT INTO runs (job, scheduled_for, started_at, finished_at, outcome, status, error_type,"
+                    " attempts, duration_s, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run.job, run.scheduled_for.isoformat(), _text(run.started_at), _text(run.finished_at), run.outcome,
+                     run.status, run.error_type, run.attempts, run.duration_s, run.error),
+                )
+                if run.outcome in STARTED_OUTCOMES:
+                    success = _text(run.finished_at) if run.outcome == "ok" else None
+                    self._db.execute(
+                        "UPDATE jobs SET last_nominal = MAX(COALESCE(last_nominal, ''), ?), last_outcome = ?,"
+                        " last_success_at = COALESCE(?, last_success_at) WHERE name = ?",
+                        (run.scheduled_for.isoformat(), run.outcome, success, run.job),
+                    )
+                self._db.execute(
+                    "DELETE FROM runs WHERE job = ? AND id NOT IN (SELECT id FROM runs WHERE job = ? ORDER BY id DESC LIMIT ?)",
+                    (run.job, run.job, self.history_per_job),
+                )
+        except sqlite3.Error as exc:
+            logger.error("could not record run of job %s in %s: %s", run.job, self.path, exc)
+
+    def history(self, job: str | None = None, limit: int = 20) -> list[RunRecord]:
+        query = (
+            "SELECT job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error"
+            " FROM runs"
+        )
+        params: tuple[object, ...] = ()
+        if job is not None:
+            query += " WHERE job = ?"
+            params = (job,)
+        rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        return [
+            RunRecord(name, datetime.fromisoformat(nominal), outcome, _moment(started), _moment(finished),
+                      status, error_type, attempts, duration, error)
+            for name, nominal, outcome, started, finished, status, error_type, attempts, duration, error in rows
+        ]
