@@ -129,12 +129,16 @@ class StateStore:
         }
 
     def save_grid(self, name: str, fingerprint: str, anchor: datetime) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO jobs (name, fingerprint, anchor) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, anchor = excluded.anchor",
-                (name, fingerprint, anchor.isoformat()),
-            )
+        """Remember where a job's grid starts; a failure is logged and never raised."""
+        try:
+            with self._lock, self._db:
+                self._db.execute(
+                    "INSERT INTO jobs (name, fingerprint, anchor) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint, anchor = excluded.anchor",
+                    (name, fingerprint, anchor.isoformat()),
+                )
+        except sqlite3.Error as exc:
+            logger.error("could not save the grid of job %s in %s: %s", name, self.path, exc)
 
     # -- runs -----------------------------------------------------------------
     def record(self, run: RunRecord) -> None:

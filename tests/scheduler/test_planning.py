@@ -1,0 +1,152 @@
+"""Restart planning as a pure function: jobs + what the store remembers + seed + start."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from scheduler.planning import fingerprint, plan_jobs
+from scheduler.spec import HttpTarget, JobSpec, Schedule
+from scheduler.state import JobState
+
+START = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
+TARGET = HttpTarget("POST", "http://app/x")
+
+
+def every(name: str, seconds: int, **kwargs: object) -> JobSpec:
+    return JobSpec(name=name, line=1, schedule=Schedule("every", interval_seconds=seconds), target=TARGET, **kwargs)  # type: ignore[arg-type]
+
+
+def daily(name: str, *times: time, **kwargs: object) -> JobSpec:
+    return JobSpec(name=name, line=1, schedule=Schedule("daily", times=times), target=TARGET, **kwargs)  # type: ignore[arg-type]
+
+
+def ran(spec: JobSpec, last: datetime, anchor: datetime | None = None, same_schedule: bool = True) -> JobState:
+    print_ = fingerprint(spec) if same_schedule else "every 1h tz=UTC"
+    return JobState(print_, anchor or last, last, "ok", last)
+
+
+def test_a_job_that_ran_recently_resumes_its_grid_instead_of_firing_at_start() -> None:
+    job = every("refresh", 900)
+    last = START - timedelta(minutes=5)
+    plan = plan_jobs([job], {"refresh": ran(job, last)}, 1, START, 30)["refresh"]
+    assert plan.first_fire == last + timedelta(minutes=15)  # 10 minutes after start, not at start
+    assert plan.reason == "resumes its grid"
+
+
+def test_the_grid_anchor_survives_restarts() -> None:
+    job = every("refresh", 900)
+    anchor = START - timedelta(hours=5, minutes=7)
+    last = anchor + timedelta(minutes=15 * 20)  # the run at 11:53
+    plan = plan_jobs([job], {"refresh": ran(job, last, anchor)}, 1, START, 30)["refresh"]
+    assert plan.anchor == anchor
+    assert plan.first_fire == anchor + timedelta(minutes=15 * 21)
+
+
+def test_a_missed_slot_runs_once_at_start_with_its_own_nominal_time() -> None:
+    job = every("refresh", 900)
+    last = START - timedelta(minutes=20)  # the slot at START-5m was missed while down
+    plan = plan_jobs([job], {"refresh": ran(job, last)}, 1, START, 0)["refresh"]
+    assert plan.first_fire == START
+    assert plan.first_nominal == last + timedelta(minutes=15)
+    assert plan.reason.startswith("catch-up")
+    # After the catch-up the job is back on its grid.
+    assert plan.trigger.get_next_fire_time(plan.first_fire, START) == last + timedelta(minutes=30)
+
+
+def test_many_missed_slots_still_run_once() -> None:
+    job = every("tick", 60, catch_up_seconds=3600)
+    last = START - timedelta(minutes=30, seconds=10)
+    plan = plan_jobs([job], {"tick": ran(job, last)}, 1, START, 0)["tick"]
+    assert plan.first_fire == START
+    assert plan.first_nominal == last + timedelta(minutes=30)  # the latest missed slot only
+
+
+def test_catch_up_zero_skips_missed_slots() -> None:
+    job = every("refresh", 900, catch_up_seconds=0)
+    last = START - timedelta(minutes=20)
+    plan = plan_jobs([job], {"refresh": ran(job, last)}, 1, START, 0)["refresh"]
+    assert plan.first_fire == last + timedelta(minutes=30)
+    assert "skipped" in plan.reason
+
+
+def test_after_a_long_outage_an_interval_job_catches_up_once_by_default() -> None:
+    job = every("refresh", 900)  # catch_up defaults to one interval: the latest slot is always inside it
+    last = START - timedelta(hours=3, minutes=1)
+    plan = plan_jobs([job], {"refresh": ran(job, last)}, 1, START, 0)["refresh"]
+    assert plan.first_fire == START
+    assert plan.first_nominal == START - timedelta(minutes=1)
+
+
+def test_a_miss_older_than_catch_up_is_skipped() -> None:
+    job = every("refresh", 900, catch_up_seconds=300)
+    last = START - timedelta(hours=3, minutes=10)  # the latest slot is 10 minutes before start
+    plan = plan_jobs([job], {"refresh": ran(job, last)}, 1, START, 0)["refresh"]
+    assert plan.first_fire == START + timedelta(minutes=5)
+    assert plan.first_nominal == plan.first_fire
+    assert plan.reason == "missed slot(s) beyond catch_up skipped"
+
+
+def test_daily_jobs_do_not_fire_at_restart() -> None:
+    job = daily("marketplaces", time(3, 0))
+    yesterday = datetime(2026, 3, 10, 3, 0, tzinfo=UTC)
+    fresh = plan_jobs([job], {}, 1, START, 30)["marketplaces"]
+    resumed = plan_jobs([job], {"marketplaces": ran(job, yesterday)}, 1, START, 30)["marketplaces"]
+    assert fresh.first_fire == resumed.first_fire == datetime(2026, 3, 11, 3, 0, tzinfo=UTC)
+
+
+def test_a_daily_slot_missed_within_six_hours_runs_once() -> None:
+    job = daily("marketplaces", time(9, 0))
+    last = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)  # today's 09:00 was missed; START is 12:00
+    plan = plan_jobs([job], {"marketplaces": ran(job, last)}, 1, START, 0)["marketplaces"]
+    assert plan.first_fire == START
+    assert plan.first_nominal == datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def test_a_daily_slot_missed_long_ago_is_skipped() -> None:
+    job = daily("marketplaces", time(3, 0))
+    last = datetime(2026, 3, 9, 3, 0, tzinfo=UTC)  # today's 03:00 is 9 h before START
+    plan = plan_jobs([job], {"marketplaces": ran(job, last)}, 1, START, 0)["marketplaces"]
+    assert plan.first_fire == datetime(2026, 3, 11, 3, 0, tzinfo=UTC)
+
+
+def test_jobs_due_at_start_are_spread_evenly_in_name_order() -> None:
+    jobs = [every(name, 600) for name in ("c", "a", "b")]
+    plans = plan_jobs(jobs, {}, 1, START, 30)
+    assert [plans[name].first_fire for name in ("a", "b", "c")] == [
+        START, START + timedelta(seconds=10), START + timedelta(seconds=20),
+    ]
+    # The spread is the grid itself: later runs keep their phase.
+    assert plans["c"].trigger.get_next_fire_time(plans["c"].first_fire, START) == START + timedelta(seconds=620)
+
+
+def test_only_jobs_due_at_start_share_the_spread() -> None:
+    recent = every("recent", 600)
+    jobs = [recent, every("new1", 600), every("new2", 600)]
+    plans = plan_jobs(jobs, {"recent": ran(recent, START - timedelta(seconds=60))}, 1, START, 30)
+    assert plans["new1"].first_fire == START and plans["new2"].first_fire == START + timedelta(seconds=15)
+    assert plans["recent"].first_fire == START + timedelta(seconds=540)
+
+
+def test_a_changed_interval_starts_a_new_grid_from_the_last_run() -> None:
+    job = every("refresh", 600)
+    last = START - timedelta(minutes=4)
+    old_anchor = START - timedelta(hours=1, minutes=1)
+    plan = plan_jobs([job], {"refresh": ran(job, last, old_anchor, same_schedule=False)}, 1, START, 0)["refresh"]
+    assert plan.anchor == last
+    assert plan.first_fire == last + timedelta(minutes=10)
+
+
+def test_first_run_of_the_offset_job_is_interval_minus_offset_after_start() -> None:
+    job = every("bq", 14400, initial_offset_max_seconds=900)
+    plan = plan_jobs([job], {}, 7, START, 30)["bq"]
+    assert plan.first_fire is not None
+    assert START + timedelta(seconds=14400 - 900) <= plan.first_fire <= START + timedelta(seconds=14400)
+    assert plan_jobs([job], {}, 7, START, 30)["bq"].first_fire == plan.first_fire  # same seed, same time
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_disabled_jobs_are_not_planned(seed: int) -> None:
+    plans = plan_jobs([every("off", 60, enabled=False), every("on", 60)], {}, seed, START, 0)
+    assert set(plans) == {"on"}

@@ -1,0 +1,112 @@
+"""The state store on real SQLite files in tmp_path."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from scheduler.errors import StateError
+from scheduler.state import RunRecord, StateStore
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def test_creates_its_folder_uses_wal_and_versions_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "state.sqlite"
+    StateStore(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_runs_and_job_state_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    store = StateStore(path)
+    store.save_grid("a", "every 15m tz=UTC", T0)
+    store.record(RunRecord("a", T0, "ok", T0, T0 + timedelta(seconds=2), status=200, attempts=1, duration_s=2.0))
+    store.record(RunRecord("a", T0 + timedelta(minutes=15), "failed", T0 + timedelta(minutes=15), status=503, attempts=3,
+                           error="HTTP 503"))
+    store.record(RunRecord("a", T0 + timedelta(minutes=30), "skipped_in_flight"))
+    store.close()
+
+    again = StateStore(path)
+    state = again.job_states()["a"]
+    assert state.anchor == T0 and state.fingerprint == "every 15m tz=UTC"
+    assert state.last_nominal == T0 + timedelta(minutes=15)  # a skipped run is not a run
+    assert state.last_outcome == "failed"
+    assert state.last_success_at == T0 + timedelta(seconds=2)
+    runs = again.history("a", 10)
+    assert [run.outcome for run in runs] == ["skipped_in_flight", "failed", "ok"]
+    assert runs[1].status == 503 and runs[1].attempts == 3 and runs[1].error == "HTTP 503"
+
+
+def test_history_is_bounded_per_job(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.sqlite", history_per_job=5)
+    store.save_grid("a", "f", T0)
+    for minute in range(12):
+        store.record(RunRecord("a", T0 + timedelta(minutes=minute), "ok", T0))
+    store.record(RunRecord("b", T0, "ok", T0))
+    assert len(store.history("a", 100)) == 5
+    assert store.history("a", 1)[0].scheduled_for == T0 + timedelta(minutes=11)
+    assert len(store.history(None, 100)) == 6
+    # The job's last run is kept even when its history rolls over.
+    assert store.job_states()["a"].last_nominal == T0 + timedelta(minutes=11)
+
+
+def test_the_seed_is_stored_once(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.sqlite")
+    assert store.jitter_seed() is None
+    store.save_jitter_seed(1234)
+    store.save_jitter_seed(99)  # a later drawn seed never replaces the stored one
+    store.close()
+    assert StateStore(tmp_path / "state.sqlite").jitter_seed() == 1234
+
+
+def test_a_corrupt_file_is_a_clear_error_naming_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    path.write_bytes(b"this is not a database, it is a shopping list" * 100)
+    with pytest.raises(StateError) as caught:
+        StateStore(path)
+    assert str(caught.value) == f"SCHEDULER_STATE_PATH='{path}': cannot use the state store: file is not a database"
+
+
+def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    # Root ignores file modes, so use a place nobody can create files in.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(StateError) as caught:
+        StateStore(blocker / "state.sqlite")
+    assert str(caught.value).startswith(f"SCHEDULER_STATE_PATH='{blocker / 'state.sqlite'}': cannot use the state store:")
+
+
+def test_a_read_only_handle_reads_what_the_service_wrote(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.sqlite"
+    writer = StateStore(path)
+    writer.save_grid("a", "f", T0)
+    writer.record(RunRecord("a", T0, "ok", T0))
+    reader = StateStore(path, readonly=True)
+    assert [run.job for run in reader.history()] == ["a"]
+    reader.save_grid("b", "f", T0)  # refused by SQLite, logged, not raised
+    assert "could not save the grid of job b" in caplog.text
+    assert set(reader.job_states()) == {"a"}
+
+
+def test_a_failed_write_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = StateStore(tmp_path / "state.sqlite")
+    store.close()
+    store.record(RunRecord("a", T0, "ok", T0))  # the connection is closed: the write fails
+    assert "could not record run of job a" in caplog.text
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    StateStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 9")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="schema version 9 is newer"):
+        StateStore(path)
