@@ -1,0 +1,89 @@
+"""The deployment files: what can be checked on this machine (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.scheduler.support import ApiServer, Service, clean_env, write_jobs
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def _unit() -> str:
+    return (DEPLOY / "tickless-scheduler.service").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_unit_verifies_cleanly(tmp_path: Path) -> None:
+    # verify also checks that ExecStart exists: point it at this checkout's console script.
+    script = Path(sys.executable).with_name("scheduler")
+    unit = tmp_path / "tickless-scheduler.service"
+    unit.write_text(_unit().replace("/opt/tickless/.venv/bin/scheduler", str(script)))
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout + result.stderr == ""  # verify exits 0 even on parse warnings
+
+
+def test_systemd_unit_has_the_operational_settings() -> None:
+    settings = dict(
+        line.split("=", 1) for line in _unit().splitlines() if "=" in line and not line.startswith("#")
+    )
+    assert settings["Restart"] == "on-failure"
+    assert settings["RestartPreventExitStatus"] == "2"
+    assert settings["EnvironmentFile"] == "/etc/tickless/scheduler.env"
+    assert settings["StateDirectory"] == "tickless"
+    assert settings["NoNewPrivileges"] == "yes" and settings["ProtectSystem"] == "strict"
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert int(settings["TimeoutStopSec"]) > 50  # above SCHEDULER_SHUTDOWN_TIMEOUT_SECONDS
+
+
+def test_compose_runs_the_scheduler_beside_the_app() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    scheduler = compose["services"]["scheduler"]
+    assert scheduler["depends_on"]["app"]["condition"] == "service_healthy"
+    assert "healthcheck" in compose["services"]["app"]
+    assert scheduler["stop_grace_period"] == "60s"
+    assert scheduler["env_file"] == compose["services"]["app"]["env_file"]
+    assert scheduler["environment"]["API_URL"] == "http://app:8000"
+    assert any(volume.endswith(":/var/lib/tickless") for volume in scheduler["volumes"])
+
+
+def _dockerfile() -> str:
+    return (DEPLOY / "Dockerfile").read_text()
+
+
+def test_dockerfile_runs_as_a_non_root_user_with_state_in_a_volume() -> None:
+    text = _dockerfile()
+    assert re.search(r"^USER tickless$", text, re.M)
+    assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
+    assert 'VOLUME ["/var/lib/tickless"]' in text
+    assert "SCHEDULER_STATE_PATH=/var/lib/tickless/" in text
+
+
+def test_dockerfile_healthcheck_command_works_against_a_running_service(
+    api: ApiServer, tmp_path: Path, start_service: Callable[..., Service]
+) -> None:
+    match = re.search(r'CMD \["python", "-c", "(.*)"\]\n', _dockerfile())
+    assert match, "HEALTHCHECK must run a python -c command"
+    command = json.loads(f'"{match.group(1)}"')
+    config = write_jobs(tmp_path, "jobs:\n  a: {every: 1h, http: {path: /api/a}}\n")
+    env = clean_env(API_URL=api.url, SCHEDULER_STARTUP_GRACE_SECONDS="0", SCHEDULER_METRICS_ADDR="127.0.0.1:0")
+    service = start_service(["run", "-c", str(config)], env)
+    service.wait_for_log("metrics and health on")
+    port = re.search(r"127\.0\.0\.1:(\d+)/metrics", service.log)
+    assert port
+    api.wait_for("/api/a", 1)
+    probe = subprocess.run(
+        [sys.executable, "-c", command.replace(":9464/", f":{port.group(1)}/")], capture_output=True, check=False,
+    )
+    service.terminate()
+    assert probe.returncode == 0, probe.stderr
