@@ -1,0 +1,183 @@
+"""The SQLite metadata cache: one row per tracked table.
+
+WAL mode, so readers never block a refresh and several processes can share
+the file. The schema is versioned with ``PRAGMA user_version`` and migrated
+forward when the file is opened. ``[]`` and null stay distinct: lists are
+stored as JSON text and NULL means "never learned".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from catalog.errors import CacheError
+from catalog.models import CatalogRow, PartitionRange, TableMetadata, TrackedTable, parse_entity_type
+
+logger = logging.getLogger("catalog.cache")
+
+ERROR_MSG_LIMIT = 512
+
+# MIGRATIONS[n] takes a file from user_version n to n + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the shape before entity types: sizes, partitioning, clustering, errors.
+    (
+        """CREATE TABLE tables (
+            id TEXT PRIMARY KEY COLLATE NOCASE,
+            project TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            rows INTEGER,
+            size_bytes INTEGER,
+            partition_by TEXT,
+            clustered_by TEXT,
+            refreshed_at TEXT,
+            error_at TEXT,
+            error_msg TEXT
+        )""",
+    ),
+    # 2: what a view is, which columns exist, and how the partition column is typed.
+    (
+        "ALTER TABLE tables ADD COLUMN entity_type TEXT",
+        "ALTER TABLE tables ADD COLUMN known_columns TEXT",
+        "ALTER TABLE tables ADD COLUMN partition_type TEXT",
+        "ALTER TABLE tables ADD COLUMN partition_range TEXT",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _json_list(text: str | None) -> list[str] | None:
+    return None if text is None else list(json.loads(text))
+
+
+class Cache:
+    """One connection, shared by the refresh threads under a lock."""
+
+    def __init__(self, path: Path, *, target_version: int = SCHEMA_VERSION) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(str(path), f"cannot create its folder: {exc.strerror or exc}") from None
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise CacheError(str(path), f"cannot open it: {exc}", "check the path and its permissions (CATALOG_DB)") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate(target_version)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CacheError(
+                str(path), f"unreadable or corrupt ({exc})",
+                "move the file away and run 'catalog refresh' to rebuild it",
+            ) from None
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def user_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self, target: int) -> None:
+        if self.user_version >= target:
+            if self.user_version > SCHEMA_VERSION:
+                raise CacheError(
+                    str(self.path), f"schema version {self.user_version} is newer than this tickless understands ({SCHEMA_VERSION})",
+                    "upgrade tickless or point CATALOG_DB at another file",
+                )
+            return
+        # IMMEDIATE: two processes opening an old file migrate it once, in turn.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.user_version
+            for number in range(version, target):
+                for statement in MIGRATIONS[number]:
+                    self._db.execute(statement)
+                logger.info("catalog cache %s migrated to schema version %d", self.path, number + 1)
+            self._db.execute(f"PRAGMA user_version = {int(target)}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                self._db.row_factory = sqlite3.Row
+                return list(self._db.execute(sql, params).fetchall())
+            except sqlite3.DatabaseError as exc:
+                raise CacheError(str(self.path), f"{exc}") from None
+
+    def record_success(self, table: TrackedTable, meta: TableMetadata, at: datetime) -> None:
+        """Write every field from the fetch and clear any error."""
+        bounds = meta.partition_range
+        self._execute(
+            """INSERT INTO tables (id, project, dataset, table_name, rows, size_bytes, partition_by, clustered_by,
+                   refreshed_at, error_at, error_msg, entity_type, known_columns, partition_type, partition_range)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET
+                   id = excluded.id, project = excluded.project, dataset = excluded.dataset,
+                   table_name = excluded.table_name, rows = excluded.rows, size_bytes = excluded.size_bytes,
+                   partition_by = excluded.partition_by, clustered_by = excluded.clustered_by,
+                   refreshed_at = excluded.refreshed_at, error_at = NULL, error_msg = NULL,
+                   entity_type = excluded.entity_type, known_columns = excluded.known_columns,
+                   partition_type = excluded.partition_type, partition_range = excluded.partition_range""",
+            (
+                table.id, table.project, table.dataset, table.table, meta.rows, meta.size_bytes, meta.partition_by,
+                json.dumps(meta.clustered_by), stamp(at), meta.entity_type.value, json.dumps(meta.known_columns),
+                meta.partition_type, json.dumps([bounds.start, bounds.end, bounds.interval]) if bounds else None,
+            ),
+        )
+
+    def record_error(self, table: TrackedTable, message: str, at: datetime) -> None:
+        """Touch only error_at/error_msg; the last good data stays."""
+        self._execute(
+            """INSERT INTO tables (id, project, dataset, table_name, error_at, error_msg) VALUES (?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET error_at = excluded.error_at, error_msg = excluded.error_msg""",
+            (table.id, table.project, table.dataset, table.table, stamp(at), message[:ERROR_MSG_LIMIT]),
+        )
+
+    def get(self, table_id: str) -> CatalogRow | None:
+        rows = self._execute("SELECT * FROM tables WHERE id = ?", (table_id,))
+        return _row(rows[0]) if rows else None
+
+    def rows(self) -> list[CatalogRow]:
+        return [_row(row) for row in self._execute("SELECT * FROM tables ORDER BY id")]
+
+
+def _row(row: sqlite3.Row) -> CatalogRow:
+    bounds = json.loads(row["partition_range"]) if row["partition_range"] else None
+    entity = row["entity_type"]
+    return CatalogRow(
+        id=row["id"], project=row["project"], dataset=row["dataset"], table=row["table_name"],
+        entity_type=parse_entity_type(entity) if entity else None,
+        rows=row["rows"], size_bytes=row["size_bytes"], partition_by=row["partition_by"],
+        partition_type=row["partition_type"], partition_range=PartitionRange(*bounds) if bounds else None,
+        clustered_by=_json_list(row["clustered_by"]), known_columns=_json_list(row["known_columns"]),
+        refreshed_at=_moment(row["refreshed_at"]), error_at=_moment(row["error_at"]), error_msg=row["error_msg"],
+    )

@@ -1,0 +1,147 @@
+"""``catalog refresh | list | show | status``: the only place errors become exit codes.
+
+Exit codes: 0 ok, 1 a refresh finished with failed tables, 2 bad configuration or usage.
+Reads never call BigQuery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from catalog.cache import Cache, stamp
+from catalog.errors import CatalogError, ConfigError
+from catalog.refresh import refresh, utc_now
+from catalog.registry import Registry, load_registry
+from catalog.settings import CatalogSettings, load_settings
+from catalog.views import find_tracked, status_json, table_json, tracked_tables
+
+EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+def _load() -> tuple[CatalogSettings, Registry]:
+    settings = load_settings(os.environ)
+    return settings, load_registry(settings.config_path, os.environ)
+
+
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    settings, registry = _load()
+    summary = refresh(args.table or None, env=os.environ, settings=settings, registry=registry)
+    if args.json:
+        _print_json(summary.to_json())
+    elif summary.status == "already_running":
+        print(f"a refresh is already running (run_id {summary.run_id}, started {summary.started_at}); nothing done")
+    else:
+        print(
+            f"refreshed {summary.total} table(s): {summary.succeeded} ok, {summary.no_data} no data, "
+            f"{summary.failed} failed; {summary.bigquery_calls} BigQuery calls in {summary.duration_ms} ms (run {summary.run_id})"
+        )
+        for table_id, message in sorted(summary.failures.items()):
+            print(f"  {table_id}: {message}")
+    return EXIT_RUN_FAILED if summary.failed else EXIT_OK
+
+
+def _rows(settings: CatalogSettings, registry: Registry) -> list[dict[str, Any]]:
+    now = utc_now()
+    with Cache(settings.db_path) as cache:
+        return [
+            table_json(registry, table, cache.get(table.id), now, settings.fresh_threshold_seconds)
+            for table in tracked_tables(registry, cache)
+        ]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings, registry = _load()
+    rows = _rows(settings, registry)
+    if args.json:
+        _print_json({"server_time": stamp(utc_now()), "tables": rows})
+        return EXIT_OK
+    width = max([len(row["id"]) for row in rows] + [2])
+    print(f"{'id':<{width}}  {'entity_type':<17}  {'rows':>12}  {'size':<10}  freshness")
+    for row in rows:
+        count = "-" if row["rows"] is None else str(row["rows"])
+        print(f"{row['id']:<{width}}  {row['entity_type'] or '-':<17}  {count:>12}  {row['rough_size_hint'] or '-':<10}  "
+              f"{row['metadata_freshness']}{'  error: ' + row['error_msg'] if row['error_msg'] else ''}")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings, registry = _load()
+    now = utc_now()
+    with Cache(settings.db_path) as cache:
+        table = find_tracked(registry, cache, args.id)
+        row = table_json(registry, table, cache.get(table.id), now, settings.fresh_threshold_seconds)
+    if args.json:
+        _print_json(row)
+        return EXIT_OK
+    for key, value in row.items():
+        print(f"{key}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings, registry = _load()
+    now = utc_now()
+    with Cache(settings.db_path) as cache:
+        threshold = settings.fresh_threshold_seconds
+        tables = [status_json(table, cache.get(table.id), now, threshold) for table in tracked_tables(registry, cache)]
+    document = {
+        "scheduler_interval_seconds": settings.refresh_interval_seconds,
+        "fresh_threshold_seconds": settings.fresh_threshold_seconds,
+        "server_time": stamp(now),
+        "tables": tables,
+    }
+    if args.json:
+        _print_json(document)
+        return EXIT_OK
+    print(f"fresh = refreshed within {settings.fresh_threshold_seconds}s (2 x SCHEDULER_BQ_METADATA_REFRESH_INTERVAL)")
+    for table in tables:
+        age = "-" if table["age_seconds"] is None else f"{table['age_seconds']}s ago"
+        error = f"  error at {table['error_at']}: {table['error_msg']}" if table["error_msg"] else ""
+        print(f"{table['id']}: {table['metadata_freshness']} ({age}){error}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="catalog", description="BigQuery metadata cache (CATALOG_CONFIG registry, CATALOG_DB SQLite file)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    refresh_cmd = commands.add_parser("refresh", help="fetch metadata from BigQuery into the cache")
+    refresh_cmd.add_argument("--table", action="append", metavar="ID", help="only this table (repeatable)")
+    refresh_cmd.set_defaults(handler=cmd_refresh)
+    commands.add_parser("list", help="every tracked table from the cache").set_defaults(handler=cmd_list)
+    show = commands.add_parser("show", help="one table from the cache")
+    show.add_argument("id", metavar="ID")
+    show.set_defaults(handler=cmd_show)
+    commands.add_parser("status", help="freshness of every tracked table").set_defaults(handler=cmd_status)
+    for sub in (refresh_cmd, show, *[commands.choices[name] for name in ("list", "status")]):
+        sub.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"catalog: {len(exc.problems)} configuration problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except CatalogError as exc:
+        print(f"catalog: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

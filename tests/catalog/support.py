@@ -1,0 +1,330 @@
+"""A fake BigQuery REST API for the catalog tests.
+
+``FakeBigQuery.handle`` answers jobs.query, jobs.get, jobs.getQueryResults
+(pagination) and tables.get in BigQuery's real wire format (``schema.fields``,
+``rows`` as ``{"f": [{"v": ...}]}``, ``jobComplete``, ``totalRows``,
+``pageToken``; errors as ``{"error": {"code", "message", "errors": [{"reason"}]}}``).
+The same handler serves the ``responses`` mock (unit tests) and a real HTTP
+server on 127.0.0.1 (end-to-end tests). Anything it does not recognise raises
+UnmatchedRequest, an AssertionError the catalog never retries or swallows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import responses
+from responses.registries import FirstMatchRegistry
+
+BILLING = "bill-proj"
+PROJECT = "data-proj"
+ENDPOINT = "http://bq.test"
+_FROM = re.compile(
+    r"FROM `([^`]+)`\.`([^`]+)`\.(INFORMATION_SCHEMA\.TABLES|INFORMATION_SCHEMA\.COLUMNS|INFORMATION_SCHEMA\.TABLE_STORAGE|__TABLES__)\b"
+)
+_KINDS = {
+    "INFORMATION_SCHEMA.TABLES": "TABLES", "INFORMATION_SCHEMA.COLUMNS": "COLUMNS",
+    "INFORMATION_SCHEMA.TABLE_STORAGE": "TABLE_STORAGE", "__TABLES__": "__TABLES__",
+}
+_API_TYPES = {"BASE TABLE": "TABLE", "MATERIALIZED VIEW": "MATERIALIZED_VIEW"}
+
+
+class UnmatchedRequest(AssertionError):
+    """A request the test did not expect: fails the test at once (never retried)."""
+
+
+class StrictRegistry(FirstMatchRegistry):
+    def find(self, request: Any) -> Any:
+        match, reasons = super().find(request)
+        if match is None:
+            raise UnmatchedRequest(f"unexpected request {request.method} {request.url}")
+        return match, reasons
+
+
+@dataclass
+class Column:
+    name: str
+    data_type: str = "STRING"
+    partitioning: bool = False
+    clustering: int | None = None
+
+
+@dataclass
+class Table:
+    name: str
+    table_type: str = "BASE TABLE"
+    columns: list[Column] = field(default_factory=lambda: [Column("id", "INT64")])
+    rows: int | None = 10
+    size: int | None = 1000
+    ddl: str | None = None
+
+
+@dataclass
+class Failure:
+    kind: str
+    dataset: str | None
+    table: str | None
+    status: int
+    reason: str
+    times: int
+
+
+@dataclass
+class Seen:
+    kind: str
+    project: str
+    dataset: str
+    params: dict[str, list[str]]
+    sql: str = ""
+
+
+def error_body(status: int, reason: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message, "domain": "global"}]}}
+
+
+def schema(*fields: tuple[str, str]) -> dict[str, Any]:
+    return {"fields": [{"name": name, "type": kind, "mode": "NULLABLE"} for name, kind in fields]}
+
+
+def wire_rows(rows: list[list[Any]]) -> list[dict[str, Any]]:
+    return [{"f": [{"v": None if value is None else str(value)} for value in row]} for row in rows]
+
+
+class FakeBigQuery:
+    def __init__(self, billing: str = BILLING, page_size: int | None = None) -> None:
+        self.billing = billing
+        self.page_size = page_size
+        self.datasets: dict[tuple[str, str], dict[str, Table]] = {}
+        self.failures: list[Failure] = []
+        self.seen: list[Seen] = []
+        self.http_requests = 0
+        self.lock = threading.Lock()
+        self.pages: dict[str, list[dict[str, Any]]] = {}
+        self.before_query: Callable[[Seen], None] | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    # -- arranging -----------------------------------------------------------
+    def add(self, dataset: str, *tables: Table, project: str = PROJECT) -> None:
+        self.datasets.setdefault((project, dataset), {}).update({table.name: table for table in tables})
+
+    def drop(self, dataset: str, name: str, project: str = PROJECT) -> None:
+        del self.datasets[(project, dataset)][name]
+
+    def fail(self, kind: str, *, dataset: str | None = None, table: str | None = None,
+             status: int = 403, reason: str = "rateLimitExceeded", times: int = 1) -> None:
+        self.failures.append(Failure(kind, dataset, table, status, reason, times))
+
+    def kinds(self) -> list[str]:
+        with self.lock:
+            return [seen.kind for seen in self.seen]
+
+    # -- serving -------------------------------------------------------------
+    def handle(self, method: str, url: str, body: bytes | None) -> tuple[int, dict[str, Any]]:
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        path = parts.path.removeprefix("/bigquery/v2")
+        with self.lock:
+            self.http_requests += 1
+        if method == "POST" and path == f"/projects/{self.billing}/queries":
+            return self._query(json.loads(body or b"{}"))
+        if method == "POST" and path == f"/projects/{self.billing}/jobs":
+            return self._dry_run(json.loads(body or b"{}"))
+        match = re.fullmatch(rf"/projects/{re.escape(self.billing)}/jobs/([\w-]+)", path)
+        if method == "GET" and match:
+            job = match.group(1)
+            return 200, {"jobReference": {"projectId": self.billing, "jobId": job}, "status": {"state": "DONE"},
+                         "configuration": {"query": {"query": "SELECT"}}}
+        match = re.fullmatch(rf"/projects/{re.escape(self.billing)}/queries/([\w-]+)", path)
+        if method == "GET" and match and "pageToken" in query:
+            with self.lock:
+                return 200, self.pages[f"{match.group(1)}:{query['pageToken'][0]}"]
+        match = re.fullmatch(r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", path)
+        if method == "GET" and match:
+            return self._tables_get(*match.groups())
+        raise UnmatchedRequest(f"fake BigQuery does not serve {method} {url}")
+
+    def _failure(self, kind: str, dataset: str | None, table: str | None) -> tuple[int, dict[str, Any]] | None:
+        with self.lock:
+            for failure in self.failures:
+                if failure.kind == kind and failure.times > 0 and failure.dataset in (None, dataset) and failure.table in (None, table):
+                    failure.times -= 1
+                    return failure.status, error_body(failure.status, failure.reason, f"{failure.reason} (fake)")
+        return None
+
+    def _query(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        sql = request["query"]
+        match = _FROM.search(sql)
+        if not match:
+            raise UnmatchedRequest(f"fake BigQuery does not understand {sql!r}")
+        project, dataset, view = match.groups()
+        params = {
+            param["name"]: [item["value"] for item in param["parameterValue"].get("arrayValues", [])]
+            for param in request.get("queryParameters", [])
+        }
+        seen = Seen(_KINDS[view], project, dataset, params, sql)
+        with self.lock:
+            self.seen.append(seen)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.before_query:
+                self.before_query(seen)
+            failed = self._failure(seen.kind, dataset, None)
+            if failed:
+                return failed
+            if seen.kind != "TABLE_STORAGE" and (project, dataset) not in self.datasets:
+                return 404, error_body(404, "notFound", f"Not found: Dataset {project}:{dataset}")
+            handlers = {"TABLES": self._rows_tables, "COLUMNS": self._rows_columns,
+                        "__TABLES__": self._rows_dunder_tables, "TABLE_STORAGE": self._rows_table_storage}
+            fields, rows = handlers[seen.kind](project, dataset, params)
+            return 200, self._paged(fields, rows)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _paged(self, fields: dict[str, Any], rows: list[list[Any]]) -> dict[str, Any]:
+        with self.lock:
+            job = f"job_{len(self.seen)}_{len(self.pages)}"
+        size = self.page_size or max(len(rows), 1)
+        chunks = [rows[start:start + size] for start in range(0, len(rows), size)] or [[]]
+        reference = {"projectId": self.billing, "jobId": job, "location": "EU"}
+        pages = []
+        for number, chunk in enumerate(chunks):
+            page: dict[str, Any] = {"kind": "bigquery#queryResponse", "jobReference": reference, "schema": fields,
+                                    "rows": wire_rows(chunk), "totalRows": str(len(rows)), "jobComplete": True}
+            if number + 1 < len(chunks):
+                page["pageToken"] = f"p{number + 1}"
+            pages.append(page)
+        with self.lock:
+            for number, page in enumerate(pages[1:], start=1):
+                self.pages[f"{job}:p{number}"] = page
+        return pages[0]
+
+    def _tables(self, project: str, dataset: str, params: dict[str, list[str]], key: str = "tables") -> list[Table]:
+        tables = list(self.datasets.get((project, dataset), {}).values())
+        wanted = params.get(key)
+        return [table for table in tables if wanted is None or table.name in wanted]
+
+    def _rows_tables(self, project: str, dataset: str, params: dict[str, list[str]]) -> tuple[dict[str, Any], list[list[Any]]]:
+        rows = [[t.name, t.table_type, t.ddl if t.table_type == "BASE TABLE" else None] for t in self._tables(project, dataset, params)]
+        return schema(("table_name", "STRING"), ("table_type", "STRING"), ("ddl", "STRING")), rows
+
+    def _rows_columns(self, project: str, dataset: str, params: dict[str, list[str]]) -> tuple[dict[str, Any], list[list[Any]]]:
+        rows = [
+            [table.name, column.name, column.data_type, "YES" if column.partitioning else "NO", column.clustering]
+            for table in sorted(self._tables(project, dataset, params), key=lambda t: t.name)
+            for column in table.columns
+        ]
+        return schema(("table_name", "STRING"), ("column_name", "STRING"), ("data_type", "STRING"),
+                      ("is_partitioning_column", "STRING"), ("clustering_ordinal_position", "INTEGER")), rows
+
+    def _rows_dunder_tables(self, project: str, dataset: str, params: dict[str, list[str]]) -> tuple[dict[str, Any], list[list[Any]]]:
+        # Like the real __TABLES__: views and external tables report 0, not "unknown".
+        rows = [[table.name, table.rows or 0, table.size or 0] for table in self._tables(project, dataset, params)]
+        return schema(("table_id", "STRING"), ("row_count", "INTEGER"), ("size_bytes", "INTEGER")), rows
+
+    def _rows_table_storage(self, project: str, region: str, params: dict[str, list[str]]) -> tuple[dict[str, Any], list[list[Any]]]:
+        rows = [
+            [dataset, table.name, table.rows or 0, table.size or 0]
+            for (owner, dataset), tables in self.datasets.items() if owner == project and dataset in params.get("datasets", [])
+            for table in tables.values()
+        ]
+        return schema(("table_schema", "STRING"), ("table_name", "STRING"), ("total_rows", "INTEGER"),
+                      ("total_logical_bytes", "INTEGER")), rows
+
+    def _tables_get(self, project: str, dataset: str, name: str) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            self.seen.append(Seen("tables.get", project, dataset, {"table": [name]}))
+        failed = self._failure("tables.get", dataset, name)
+        if failed:
+            return failed
+        table = self.datasets.get((project, dataset), {}).get(name)
+        if table is None:
+            return 404, error_body(404, "notFound", f"Not found: Table {project}:{dataset}.{name}")
+        resource: dict[str, Any] = {
+            "kind": "bigquery#table", "id": f"{project}:{dataset}.{name}",
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": name},
+            "type": _API_TYPES.get(table.table_type, table.table_type),
+        }
+        if table.rows is not None:
+            resource["numRows"] = str(table.rows)
+            resource["numBytes"] = str(table.size)
+        return 200, resource
+
+    def _dry_run(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        config = request.get("configuration", {})
+        if not config.get("dryRun"):
+            raise UnmatchedRequest(f"only dry runs are served on jobs.insert, got {request!r}")
+        with self.lock:
+            self.seen.append(Seen("dry_run", "", "", {}, config["query"]["query"]))
+        return 200, {"jobReference": {"projectId": self.billing}, "status": {"state": "DONE"}, "configuration": config,
+                     "statistics": {"query": {"totalBytesProcessed": "123456789"}}}
+
+
+@contextmanager
+def mocked(fake: FakeBigQuery, endpoint: str = ENDPOINT) -> Iterator[responses.RequestsMock]:
+    """Serve ``fake`` through ``responses``; any other request raises UnmatchedRequest at once."""
+
+    def callback(request: Any) -> tuple[int, dict[str, str], str]:
+        status, document = fake.handle(request.method, request.url, request.body if isinstance(request.body, bytes)
+                                       else (request.body or "").encode())
+        return status, {"Content-Type": "application/json"}, json.dumps(document)
+
+    with responses.RequestsMock(registry=StrictRegistry, assert_all_requests_are_fired=False) as mock:
+        pattern = re.compile(re.escape(endpoint) + r"/bigquery/v2/.*")
+        mock.add_callback(responses.POST, pattern, callback=callback)
+        mock.add_callback(responses.GET, pattern, callback=callback)
+        yield mock
+
+
+class FakeServer:
+    """``fake`` on a real socket at 127.0.0.1, for BIGQUERY_EMULATOR_HOST."""
+
+    def __init__(self, fake: FakeBigQuery) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                try:
+                    status, document = fake.handle(self.command, f"http://{self.headers['Host']}{self.path}", body)
+                except UnmatchedRequest as exc:
+                    status, document = 501, error_body(501, "notImplemented", str(exc))
+                payload = json.dumps(document).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _serve
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_registry(directory: Path, text: str) -> Path:
+    import textwrap
+
+    path = directory / "catalog.yaml"
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
