@@ -79,7 +79,7 @@ class _Reader:
         raw = mapping.get(key)
         if raw is None:
             if required:
-                self.add(mapping.line, where, f"{key}: is required")
+                self.add(mapping.line, where + key, "is required")
             return None
         if isinstance(raw, int) and not isinstance(raw, bool):
             raw = str(raw)
