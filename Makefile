@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler tests
+	$(BIN)/ruff check scheduler catalog tests
 	$(BIN)/mypy
 
 clean:
