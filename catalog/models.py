@@ -75,7 +75,6 @@ class TrackedTable:
     table: str
     name: str
     description: str | None = None
-    where_examples: tuple[str, ...] = ()
     discovered: bool = False
 
     @property

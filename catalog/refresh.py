@@ -65,11 +65,11 @@ class _Unit:
     whole: bool = False
 
 
-def discovered_table(registry: Registry, project: str, dataset: str, name: str) -> TrackedTable:
+def discovered_table(project: str, dataset: str, name: str) -> TrackedTable:
     return TrackedTable(f"{dataset}.{name}", project, dataset, name, f"{dataset}.{name}", discovered=True)
 
 
-def resolve(registry: Registry, table_id: str) -> TrackedTable:
+def resolve(registry: Registry, table_id: str, cache: Cache | None = None) -> TrackedTable:
     """A registry id, or ``dataset.table`` inside a dataset tracked whole (case-insensitive)."""
     explicit = registry.find(table_id)
     if explicit is not None:
@@ -77,7 +77,9 @@ def resolve(registry: Registry, table_id: str) -> TrackedTable:
     dataset, dot, name = table_id.partition(".")
     for project, tracked in registry.datasets:
         if dot and name and tracked.lower() == dataset.lower():
-            return discovered_table(registry, project, tracked, name)
+            # BigQuery table names are case-sensitive; a known row knows the real spelling.
+            row = cache.get(table_id) if cache is not None else None
+            return discovered_table(project, tracked, row.table if row is not None else name)
     return registry.require(table_id, [f"{dataset}.*" for _, dataset in registry.datasets])
 
 
@@ -150,7 +152,7 @@ class Refresher:
         if unit.whole:
             for row in self.cache.rows():
                 if (row.project, row.dataset) == (unit.project, unit.dataset) and row.id == f"{row.dataset}.{row.table}":
-                    tables.setdefault(row.table, discovered_table(self.registry, unit.project, unit.dataset, row.table))
+                    tables.setdefault(row.table, discovered_table(unit.project, unit.dataset, row.table))
         return list(tables.values())
 
     def _record(self, unit: _Unit, result: DatasetResult) -> list[tuple[str, str, str]]:
@@ -158,11 +160,11 @@ class Refresher:
         outcomes: list[tuple[str, str, str]] = []
         tables = {table.table: table for table in self._known_tables(unit)}
         for name, meta in result.tables.items():
-            table = tables.pop(name, None) or discovered_table(self.registry, unit.project, unit.dataset, name)
+            table = tables.pop(name, None) or discovered_table(unit.project, unit.dataset, name)
             self.cache.record_success(table, meta, now)
             outcomes.append((table.id, "succeeded", ""))
         for name, error in result.errors.items():
-            failed = tables.pop(name, None) or discovered_table(self.registry, unit.project, unit.dataset, name)
+            failed = tables.pop(name, None) or discovered_table(unit.project, unit.dataset, name)
             outcomes.append(self._fail(failed, str(error)))
         for table in tables.values():
             # Not in INFORMATION_SCHEMA.TABLES: BigQuery had nothing to say about it.
@@ -200,7 +202,10 @@ def refresh(
     env = os.environ if env is None else env
     settings = settings or load_settings(env)
     registry = registry or load_registry(settings.config_path, env)
-    only = None if table_ids is None else _dedupe([resolve(registry, table_id) for table_id in table_ids])
+    only = None
+    if table_ids is not None:
+        with Cache(settings.db_path) as cache:
+            only = _dedupe([resolve(registry, table_id, cache) for table_id in table_ids])
     started_at = clock()
     summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=stamp(started_at))
     try:

@@ -193,8 +193,7 @@ def _read_tables(reader: _Reader, document: LineMap, project: str | None) -> lis
         description = reader.text(spec, "description", where, required=False)
         own_examples = reader.examples(spec, "where_examples", where)
         if own_project and dataset and table:
-            tracked = TrackedTable(table_id, own_project, dataset, table, name or table_id, description,
-                                   tuple(example.text for example in own_examples))
+            tracked = TrackedTable(table_id, own_project, dataset, table, name or table_id, description)
             found.append((tracked, own_examples))
     return found
 

@@ -40,7 +40,7 @@ def tracked_tables(registry: Registry, cache: Cache) -> list[TrackedTable]:
     explicit = {(table.project, table.dataset, table.table) for table in registry.tables}
     whole = set(registry.datasets)
     found = [
-        discovered_table(registry, row.project, row.dataset, row.table)
+        discovered_table(row.project, row.dataset, row.table)
         for row in cache.rows()
         if (row.project, row.dataset) in whole and row.id == f"{row.dataset}.{row.table}"
         and (row.project, row.dataset, row.table) not in explicit

@@ -250,6 +250,12 @@ def test_datasets_tracked_whole_discover_their_tables(tmp_path: Path, fake: Fake
     assert "tables" not in tables_query.params  # the whole dataset, unfiltered
 
     # A table that disappears from a tracked dataset is reported, not silently kept fresh.
+    # One of them by its "dataset.table" id, in any case.
+    one = run(settings, registry, source, ["ANALYTICS.Daily_V"])
+    assert (one.total, one.succeeded) == (1, 1)
+    last_tables_query = [seen for seen in fake.seen if seen.kind == "TABLES"][-1]
+    assert last_tables_query.params == {"tables": ["daily_v"]}  # the real spelling, from the cache
+
     fake.drop("analytics", "sessions")
     again = run(settings, registry, source)
     assert (again.succeeded, again.no_data) == (1, 1)
