@@ -20,7 +20,7 @@ from scheduler.execution import RunExecutor, iso
 from scheduler.fields import closest
 from scheduler.http import HttpClient
 from scheduler.listing import history_text, job_row, list_text, run_json
-from scheduler.logs import configure_logging
+from scheduler.logs import configure_logging, stop_logging
 from scheduler.metrics import Metrics, MetricsServer
 from scheduler.planning import plan_jobs
 from scheduler.runner import Service, resolve_seed, utc_now
@@ -169,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if abandoned:
         # Worker threads still blocked in their requests would keep the
         # interpreter alive at exit; the runs were logged as abandoned.
+        stop_logging()
         logging.shutdown()
         sys.stdout.flush()
         os._exit(EXIT_OK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -125,6 +126,18 @@ class HttpClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = f"tickless/{__version__}"
+        # requests re-reads proxy variables, CA bundle variables and ~/.netrc on
+        # every request when trust_env is on; read the environment once instead
+        # (proxies per URL, honouring NO_PROXY) and never take credentials from
+        # ~/.netrc: the only credential sent is SCHEDULER_API_TOKEN.
+        self.session.trust_env = False
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._proxies: dict[str, dict[str, str]] = {}
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        if url not in self._proxies:
+            self._proxies[url] = requests.utils.get_environ_proxies(url)
+        return self._proxies[url]
 
     def close(self) -> None:
         self.session.close()
@@ -160,7 +173,7 @@ class HttpClient:
                 raise RunFailed("not attempted: the scheduler is shutting down", permanent=True)
             response = self.session.request(
                 target.method, target.url, headers=headers, json=target.json_body,
-                timeout=timeout, allow_redirects=False,
+                timeout=timeout, allow_redirects=False, proxies=self._proxies_for(target.url),
             )
             with response:
                 return self._judge(target, response)
@@ -228,7 +241,9 @@ class HttpClient:
         url = self.api_url + PROBE_PATH
         started = time.monotonic()
         try:
-            response = self.session.get(url, headers=self._auth_headers(url), timeout=timeout, allow_redirects=False)
+            response = self.session.get(
+                url, headers=self._auth_headers(url), timeout=timeout, allow_redirects=False, proxies=self._proxies_for(url),
+            )
             response.close()
         except requests.RequestException as exc:
             why = describe_exception(exc, "GET", url, timeout)

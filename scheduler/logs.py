@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import queue
 import sys
 import time
 from collections.abc import Iterable
+from logging.handlers import QueueHandler, QueueListener
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -42,6 +45,20 @@ class _DropApschedulerSkipWarning(logging.Filter):
         return "maximum number of running instances reached" not in record.getMessage()
 
 
+_listener: QueueListener | None = None
+
+
+def stop_logging() -> None:
+    """Write out every queued log line (call before the process exits)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+atexit.register(stop_logging)
+
+
 def configure_logging(log_format: str = "text", level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     inner: logging.Formatter
     if log_format == "json":
@@ -56,7 +73,14 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    stop_logging()
+    # Runs log from many threads at once; formatting and writing happen on one
+    # listener thread so no run waits for the stream's lock.
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    global _listener
+    _listener = QueueListener(records, handler)
+    _listener.start()
+    root.addHandler(QueueHandler(records))
     root.setLevel(level)
     apscheduler = logging.getLogger("apscheduler")
     apscheduler.setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -24,7 +24,7 @@ from scheduler.planning import Plan, plan_jobs
 from scheduler.pool import FireTimeExecutor
 from scheduler.settings import Settings
 from scheduler.spec import JobSpec
-from scheduler.state import RunRecord, StateStore
+from scheduler.state import BackgroundRecorder, RunRecord, StateStore
 
 logger = logging.getLogger("scheduler.runner")
 
@@ -66,6 +66,7 @@ class Service:
         self.disabled = [spec.name for spec in jobs if not spec.enabled]
         self.seed, self.seed_source = resolve_seed(settings, store)
         store.save_jitter_seed(self.seed)
+        self.recorder = BackgroundRecorder(store)
         self.plans: dict[str, Plan] = {}
         self.stopping = threading.Event()
         self.inflight = InFlight()
@@ -155,7 +156,7 @@ class Service:
             self.inflight.end(name)
         self.metrics.finished(outcome)
         self.health.finished(outcome)
-        self.store.record(RunRecord(
+        self.recorder.submit(RunRecord(
             job=name, scheduled_for=nominal, outcome=outcome.outcome, started_at=outcome.started_at,
             finished_at=outcome.started_at + timedelta(seconds=outcome.duration_seconds), status=outcome.status,
             error_type=outcome.error_type, attempts=outcome.attempts, duration_s=outcome.duration_seconds,
@@ -179,7 +180,8 @@ class Service:
                 run.job, iso(run.scheduled_for), iso(run.started_at), (now - run.started_at).total_seconds(),
                 extra={"job": run.job, "scheduled_for": iso(run.scheduled_for), "outcome": "abandoned_at_shutdown"},
             )
-            self.store.record(RunRecord(run.job, run.scheduled_for, "abandoned_at_shutdown", started_at=run.started_at))
+            self.recorder.submit(RunRecord(run.job, run.scheduled_for, "abandoned_at_shutdown", started_at=run.started_at))
+        self.recorder.close()
         if not abandoned:
             self.http.close()
         logger.info("scheduler stopped (%d run(s) abandoned)", len(abandoned))
@@ -203,7 +205,7 @@ class Service:
         scheduled = plan.trigger.nominal_for(fire_time) if plan else fire_time
         previous = self.inflight.get(event.job_id)
         self.metrics.skipped(event.job_id)
-        self.store.record(RunRecord(event.job_id, scheduled, "skipped_in_flight"))
+        self.recorder.submit(RunRecord(event.job_id, scheduled, "skipped_in_flight"))
         fields = {"job": event.job_id, "scheduled_for": iso(scheduled), "outcome": "skipped_in_flight"}
         if previous is None:
             logger.warning("run skipped: job=%s scheduled_for=%s: the previous run is still in flight",

@@ -98,7 +98,7 @@ def test_a_failed_write_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogC
     store = StateStore(tmp_path / "state.sqlite")
     store.close()
     store.record(RunRecord("a", T0, "ok", T0))  # the connection is closed: the write fails
-    assert "could not record run of job a" in caplog.text
+    assert "could not record 1 run(s) of a in" in caplog.text
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
