@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, time
@@ -261,6 +262,11 @@ def read_http(ctx: Context, mapping: LineMap, api_url: str) -> HttpTarget | None
     url = _read_url(ctx, raw, line, api_url)
     headers = _read_headers(ctx, raw)
     body = ctx.expand_tree(raw.get("json"), raw.line_of("json"), "http.json")
+    try:
+        json.dumps(body)
+    except (TypeError, ValueError) as exc:
+        ctx.add(raw.line_of("json"), "http.json", f"cannot be sent as JSON: {exc} (quote dates and times: \"2024-01-01\")")
+        ok = False
     if not ok or url is None or headers is None:
         return None
     return HttpTarget(method=method, url=url, json_body=body, headers=headers)

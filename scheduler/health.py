@@ -38,6 +38,12 @@ class HealthTracker:
             name: _Last(state.last_outcome, state.last_nominal, state.last_success_at) for name, state in states.items()
         }
         self._periods: dict[str, float] = {}
+        self._scheduled: dict[str, datetime] = {}
+
+    def scheduled(self, name: str) -> None:
+        """A job was (re)scheduled: silence before now is not its fault."""
+        with self._lock:
+            self._scheduled[name] = self.service.clock()
 
     def finished(self, outcome: Outcome) -> None:
         with self._lock:
@@ -62,7 +68,8 @@ class HealthTracker:
         for name, spec in sorted(service.jobs.items()):
             with self._lock:
                 last = self._last.get(name, _Last())
-            since = last.success_at or self.started_at
+                scheduled = self._scheduled.get(name, self.started_at)
+            since = max(last.success_at, scheduled) if last.success_at else scheduled
             silent = (now - since).total_seconds()
             allowed = self._allowed_silence(spec)
             if silent > allowed:

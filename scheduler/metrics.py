@@ -60,11 +60,11 @@ class Metrics:
             self.next_run.labels(job).set(moment.timestamp())
 
     def forget(self, job: str) -> None:
-        for metric in (self.next_run, self.in_flight):
-            try:
-                metric.remove(job)
-            except KeyError:
-                pass
+        # in_flight stays: a run of the removed job may still be going and will decrement it.
+        try:
+            self.next_run.remove(job)
+        except KeyError:
+            pass
 
 
 @dataclass(frozen=True)

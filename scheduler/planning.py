@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from scheduler.spec import JobSpec
 from scheduler.state import JobState
-from scheduler.triggers import NonDriftingTrigger, grid_trigger, initial_offset
+from scheduler.triggers import NonDriftingTrigger, initial_offset, schedule_trigger
 
 # Bound on the slots walked to find the latest one missed inside a catch-up window.
 _MAX_WALK = 100_000
@@ -39,18 +39,30 @@ def catch_up_seconds(spec: JobSpec) -> int:
 
 
 def _trigger(spec: JobSpec, anchor: datetime, seed: int) -> NonDriftingTrigger:
-    return NonDriftingTrigger(grid_trigger(spec.schedule, anchor), spec.name, spec.jitter_seconds, seed)
+    return schedule_trigger(spec.schedule, anchor, spec.name, spec.jitter_seconds, seed)
 
 
 def _latest_slot(trigger: NonDriftingTrigger, after: datetime, until: datetime) -> datetime | None:
-    """The last nominal time in (after, until], or None."""
-    latest = None
-    slot = trigger.nominal_after(after)
-    for _ in range(_MAX_WALK):
-        if slot is None or slot > until:
+    """The last nominal time in (after, until], or None.
+
+    Looks back from ``until`` over a doubling span, so a long catch-up window
+    costs a few steps rather than a walk over every slot in it.
+    """
+    span = timedelta(minutes=1)
+    while True:
+        lower = max(after, until - span)
+        slot = trigger.nominal_after(lower)
+        if slot is not None and slot <= until:
             break
-        latest, slot = slot, trigger.nominal_after(slot)
-    return latest
+        if lower == after:
+            return None
+        span *= 2
+    for _ in range(_MAX_WALK):
+        following = trigger.nominal_after(slot)
+        if following is None or following > until:
+            return slot
+        slot = following
+    return slot
 
 
 def plan_jobs(
@@ -71,7 +83,7 @@ def plan_jobs(
         state = states.get(spec.name)
         fp = fingerprint(spec)
         same_grid = state is not None and state.fingerprint == fp
-        if state is None or state.last_nominal is None:
+        if state is None or (state.last_nominal is None and not same_grid):
             if spec.schedule.kind != "every":
                 trigger = _trigger(spec, start, seed)
                 first = trigger.get_next_fire_time(None, start)
@@ -85,10 +97,12 @@ def plan_jobs(
             else:
                 due.append((spec, None, start, "first run"))
             continue
-        last = state.last_nominal
         # A changed schedule starts a new grid, from the last run, so a shorter
         # interval does not fire at once and a longer one does not wait twice.
-        anchor = state.anchor if same_grid or spec.schedule.kind != "every" else last
+        anchor = state.anchor if same_grid or spec.schedule.kind != "every" else state.last_nominal or start
+        # A job planned before but never run yet keeps its planned first slot
+        # (a redeploy must not push the offset job's first run back again).
+        last = state.last_nominal or anchor - timedelta(microseconds=1)
         trigger = _trigger(spec, anchor, seed)
         following = trigger.nominal_after(last)
         if following is not None and following >= start:

@@ -38,7 +38,9 @@ def apply_reload(service: Service) -> bool:
         service.jobs[name] = new[name]
     if added or changed:
         # Unchanged schedules resume their grid from the store; changed ones start a new one.
-        service._schedule([new[name] for name in added + changed], service.clock())
+        # Never earlier than the end of the startup grace, if a reload comes during it.
+        start = max(service.clock(), service.start or service.clock())
+        service._schedule([new[name] for name in added + changed], start)
     service.disabled = sorted(spec.name for spec in specs if not spec.enabled)
     unchanged = len(new) - len(added) - len(changed)
     logger.info(

@@ -43,7 +43,9 @@ def resolve_seed(settings: Settings, store: StateStore | None) -> tuple[int, str
     stored = store.jitter_seed() if store else None
     if stored is not None:
         return stored, "from the state store"
-    return settings.jitter_seed, "drawn now and kept in the state store"
+    if store is not None and not store.readonly:
+        return settings.jitter_seed, "drawn now and kept in the state store"
+    return settings.jitter_seed, "drawn now: no state store yet, so jittered and offset times will differ from the service's"
 
 
 class Service:
@@ -68,6 +70,7 @@ class Service:
         store.save_jitter_seed(self.seed)
         self.recorder = BackgroundRecorder(store)
         self.plans: dict[str, Plan] = {}
+        self.start: datetime | None = None  # when the startup grace ends
         self.stopping = threading.Event()
         self.inflight = InFlight()
         # Threads are created only when needed, so headroom costs nothing: with
@@ -95,7 +98,7 @@ class Service:
     def run(self) -> list[InFlightRun]:
         """Block until a signal; return the runs abandoned at shutdown."""
         now = self.clock()
-        start = now + timedelta(seconds=self.settings.startup_grace_seconds)
+        start = self.start = now + timedelta(seconds=self.settings.startup_grace_seconds)
         self._schedule(list(self.jobs.values()), start)
         self._log_start(now, start)
         threading.Thread(target=self._probe, name="probe", daemon=True).start()
@@ -118,6 +121,7 @@ class Service:
                 next_run_time=plan.first_fire, replace_existing=True,
             )
             self.metrics.next_run.labels(name).set_function(self._next_run_timestamp(name))
+            self.health.scheduled(name)
 
     def _next_run_timestamp(self, name: str) -> Callable[[], float]:
         def read() -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from scheduler.durations import MAX_SECONDS
 from scheduler.errors import ConfigError
 
 DEFAULT_API_URL = "http://localhost:8000"
@@ -37,6 +38,8 @@ def check_seconds(name: str, raw: str, *, allow_zero: bool) -> int:
         raise ValueError(f"{name}={value} must be >= 0 (seconds)")
     if not allow_zero and value <= 0:
         raise ValueError(f"{name}={value} must be > 0 (seconds)")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{name}={value} must be <= {MAX_SECONDS} (seconds, 10 years)")
     return value
 
 

@@ -56,7 +56,7 @@ class CallTarget:
 @dataclass(frozen=True)
 class JobSpec:
     name: str
-    line: int
+    line: int = field(compare=False)  # where it is written is not what it is: moving a job changes nothing
     schedule: Schedule
     target: HttpTarget | CallTarget
     timeout_seconds: int = 60

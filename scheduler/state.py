@@ -84,6 +84,7 @@ class StateStore:
     def __init__(self, path: Path, history_per_job: int = 100, *, readonly: bool = False) -> None:
         self.path = path
         self.history_per_job = history_per_job
+        self.readonly = readonly
         self._lock = threading.Lock()
         try:
             if readonly:

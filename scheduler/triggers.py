@@ -117,11 +117,16 @@ def initial_offset(seed: int, name: str, maximum: int) -> int:
 class NonDriftingTrigger(BaseTrigger):
     """Fires at ``nominal_k + offset_k``; nominal times come from a grid trigger."""
 
-    def __init__(self, grid: BaseTrigger, name: str, jitter_seconds: float, seed: int) -> None:
+    def __init__(
+        self, grid: BaseTrigger, name: str, jitter_seconds: float, seed: int, once_per_wall_time: ZoneInfo | None = None
+    ) -> None:
         self.grid = grid
         self.name = name
         self.jitter_seconds = jitter_seconds
         self.seed = seed
+        # A fixed-time job in a DST zone: when the clocks go back, its wall time
+        # comes twice; like cron, it runs at the first one only.
+        self.once_per_wall_time = once_per_wall_time
 
     def nominal_after(self, moment: datetime) -> datetime | None:
         """The first nominal time strictly after ``moment``, in UTC."""
@@ -133,7 +138,17 @@ class NonDriftingTrigger(BaseTrigger):
                 return grid.start_date.astimezone(UTC)
             steps = (moment - grid.start_date) // grid.interval + 1
             return (grid.start_date + grid.interval * steps).astimezone(UTC)
-        return _utc(grid.get_next_fire_time(None, moment + _TICK))
+        candidate = _utc(grid.get_next_fire_time(None, moment + _TICK))
+        if candidate is not None and self._is_repeated_wall_time(candidate):
+            return self.nominal_after(candidate)
+        return candidate
+
+    def _is_repeated_wall_time(self, moment: datetime) -> bool:
+        zone = self.once_per_wall_time
+        if zone is None:
+            return False
+        local = moment.astimezone(zone)
+        return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
 
     def nominal_for(self, fire_time: datetime) -> datetime:
         """The nominal time of the run that fires at ``fire_time``.
@@ -153,7 +168,7 @@ class NonDriftingTrigger(BaseTrigger):
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         if previous_fire_time is None:
-            nominal = _utc(self.grid.get_next_fire_time(None, now))
+            nominal = self.nominal_after(now - _TICK)
         else:
             nominal = self.nominal_after(previous_fire_time)
         return None if nominal is None else self.fire_time(nominal)
@@ -163,6 +178,13 @@ class NonDriftingTrigger(BaseTrigger):
 
     def __repr__(self) -> str:
         return f"<NonDriftingTrigger grid={self.grid!r} jitter={self.jitter_seconds}>"
+
+
+def schedule_trigger(schedule: Schedule, anchor: datetime, name: str, jitter_seconds: float, seed: int) -> NonDriftingTrigger:
+    """The trigger of one job whose grid starts at ``anchor``."""
+    fixed_hour = schedule.kind == "daily" or (schedule.kind == "cron" and "*" not in (schedule.cron or "* *").split()[1])
+    zone = ZoneInfo(schedule.timezone) if fixed_hour else None
+    return NonDriftingTrigger(grid_trigger(schedule, anchor), name, jitter_seconds, seed, zone)
 
 
 def build_trigger(spec: JobSpec, start: datetime, seed: int) -> NonDriftingTrigger:
@@ -176,7 +198,7 @@ def build_trigger(spec: JobSpec, start: datetime, seed: int) -> NonDriftingTrigg
         interval = spec.schedule.interval_seconds or 0
         offset = initial_offset(seed, spec.name, min(spec.initial_offset_max_seconds, interval))
         start = start + timedelta(seconds=interval - offset)
-    return NonDriftingTrigger(grid_trigger(spec.schedule, start), spec.name, spec.jitter_seconds, seed)
+    return schedule_trigger(spec.schedule, start, spec.name, spec.jitter_seconds, seed)
 
 
 def next_fire_times(trigger: NonDriftingTrigger, now: datetime, count: int) -> list[datetime]:
@@ -224,7 +246,7 @@ def gap_range_seconds(schedule: Schedule, samples: int = 400) -> tuple[float, fl
     starts += [change - timedelta(hours=12) for change in _offset_changes(ZoneInfo(schedule.timezone), year)]
     gaps: list[float] = []
     for start in starts:
-        grid = NonDriftingTrigger(grid_trigger(schedule, start), "gap", 0, 0)
+        grid = schedule_trigger(schedule, start, "gap", 0, 0)
         times = next_fire_times(grid, start, samples)
         gaps += [(later - earlier).total_seconds() for earlier, later in pairwise(times)]
     return (min(gaps), max(gaps)) if gaps else (float("inf"), float("inf"))

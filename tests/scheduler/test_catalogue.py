@@ -927,3 +927,22 @@ def test_shipped_catalogue_reports_every_bad_variable_together() -> None:
             f"initial_offset_max: {OFFSET_VARIABLE}=-5 must be >= 0 (seconds)",
         ]
     )
+
+
+def test_a_json_body_yaml_reads_as_a_date_is_rejected(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, job_file(["every: 5m", "http: {method: POST, path: /x, json: {since: 2024-01-01}}"]))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:4: job 'a': http.json: cannot be sent as JSON: Object of type date is not JSON serializable")
+
+
+@pytest.mark.parametrize("value", ["99999999999999", "999999999d"])
+def test_absurdly_long_durations_are_configuration_errors(tmp_path: Path, value: str) -> None:
+    path = write_yaml(tmp_path, job_file([f"every: {value}", HTTP]))
+    (problem,) = problems_of(path)
+    assert "must be at most 10 years (315360000s)" in problem
+
+
+def test_an_interval_variable_in_milliseconds_is_caught(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, job_file(["every: ${SCHEDULER_DATA_REFRESH_INTERVAL:-900}", HTTP]))
+    (problem,) = problems_of(path, {"SCHEDULER_DATA_REFRESH_INTERVAL": "900000000000"})
+    assert problem.endswith("SCHEDULER_DATA_REFRESH_INTERVAL=900000000000 must be <= 315360000 (seconds, 10 years)")

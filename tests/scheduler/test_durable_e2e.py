@@ -237,3 +237,19 @@ def test_an_unusable_state_path_is_a_clear_start_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"SCHEDULER_STATE_PATH='{tmp_path / 'plain-file' / 'state.sqlite'}': cannot use the state store" in result.stderr
+
+
+def test_a_reload_during_the_grace_does_not_fire_early(api: ApiServer, tmp_path: Path, start_service: Start) -> None:
+    config = write_jobs(tmp_path, "jobs:\n  a: {every: 1, http: {path: /api/a}}\n")
+    env = clean_env(API_URL=api.url, SCHEDULER_STARTUP_GRACE_SECONDS="4")
+    service = start_service(["run", "-c", str(config)], env)
+    service.wait_for_log("startup grace")
+    grace_end = re.search(r"nothing runs before (\S+)", service.log)
+    assert grace_end
+    write_jobs(tmp_path, "jobs:\n  a: {every: 1, http: {path: /api/a}}\n  b: {every: 1, http: {path: /api/b}}\n")
+    service.proc.send_signal(signal.SIGHUP)
+    service.wait_for_log("reload applied")
+    calls = api.wait_for("/api/b", 1)
+    service.terminate()
+    assert calls[0].arrived >= _stamp(grace_end.group(1))
+    assert all(call.arrived >= _stamp(grace_end.group(1)) for call in api.calls("/api/a"))

@@ -150,3 +150,38 @@ def test_first_run_of_the_offset_job_is_interval_minus_offset_after_start() -> N
 def test_disabled_jobs_are_not_planned(seed: int) -> None:
     plans = plan_jobs([every("off", 60, enabled=False), every("on", 60)], {}, seed, START, 0)
     assert set(plans) == {"on"}
+
+
+def test_a_redeploy_does_not_push_back_a_first_run_that_has_not_happened_yet() -> None:
+    job = every("bq", 14400, initial_offset_max_seconds=900)
+    first = plan_jobs([job], {}, 7, START, 30)["bq"]
+    planned = JobState(fingerprint(job), first.anchor, None, None, None)
+    three_hours_later = START + timedelta(hours=3)
+    again = plan_jobs([job], {"bq": planned}, 7, three_hours_later, 30)["bq"]
+    assert again.first_fire == first.first_fire
+    assert again.anchor == first.anchor
+
+
+def test_a_planned_first_run_missed_while_down_is_caught_up() -> None:
+    job = every("refresh", 900)
+    planned = JobState(fingerprint(job), START - timedelta(minutes=10), None, None, None)
+    plan = plan_jobs([job], {"refresh": planned}, 1, START, 0)["refresh"]
+    assert plan.first_fire == START
+    assert plan.first_nominal == START - timedelta(minutes=10)
+
+
+def test_a_long_catch_up_window_finds_the_latest_slot_quickly() -> None:
+    job = JobSpec(name="minutely", line=1, schedule=Schedule("cron", cron="* * * * *"), target=TARGET,
+                  catch_up_seconds=400 * 86400)
+    last = START - timedelta(days=300)
+    plan = plan_jobs([job], {"minutely": ran(job, last)}, 1, START, 0)["minutely"]
+    assert plan.first_nominal == START  # the slot at start itself, not one from months ago
+    interval = every("second", 1, catch_up_seconds=400 * 86400)
+    plan = plan_jobs([interval], {"second": ran(interval, last)}, 1, START + timedelta(milliseconds=500), 0)["second"]
+    assert plan.first_nominal == START
+
+
+def test_moving_a_job_in_the_file_does_not_change_it() -> None:
+    job = every("a", 60)
+    moved = JobSpec(name="a", line=40, schedule=job.schedule, target=TARGET)
+    assert moved == job

@@ -464,6 +464,25 @@ def test_daily_in_the_repeated_autumn_hour_keeps_moving_forward() -> None:
     assert fires[-1] >= datetime(2026, 10, 26, 1, 30, tzinfo=UTC)  # it gets past the change
 
 
+def test_a_daily_time_in_the_repeated_autumn_hour_runs_once_that_day() -> None:
+    start = datetime(2026, 10, 23, 0, 0, tzinfo=UTC)
+    trigger = build_trigger(job("night", daily("02:30", tz="Europe/Prague")), start, SEED)
+    fires = utc(next_fire_times(trigger, start, 5))
+    assert fires[:4] == [
+        datetime(2026, 10, 23, 0, 30, tzinfo=UTC),  # 02:30 CEST
+        datetime(2026, 10, 24, 0, 30, tzinfo=UTC),
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # the first 02:30 of the change day; not again at 01:30 UTC
+        datetime(2026, 10, 26, 1, 30, tzinfo=UTC),  # 02:30 CET
+    ]
+
+
+def test_an_hourly_cron_still_runs_in_both_repeated_hours() -> None:
+    start = datetime(2026, 10, 24, 23, 0, tzinfo=UTC)
+    trigger = build_trigger(job("hourly", cron("15 * * * *", tz="Europe/Prague")), start, SEED)
+    fires = utc(next_fire_times(trigger, start, 4))
+    assert fires == [datetime(2026, 10, 24, 23, 15, tzinfo=UTC) + timedelta(hours=k) for k in range(4)]
+
+
 def test_jitter_in_the_repeated_autumn_hour_stays_in_its_window() -> None:
     start = datetime(2026, 10, 24, 20, 0, tzinfo=UTC)
     trigger = build_trigger(job("hourly", cron("15 * * * *", tz="Europe/Prague"), jitter=600), start, SEED)
