@@ -78,12 +78,15 @@ def _translate(exc: BaseException, policy: RetryPolicy) -> BigQueryError:
         exc = exc.cause or exc
     reason = reason_of(exc)
     status = exc.code if isinstance(exc, api_exceptions.GoogleAPICallError) else None
+    summary = None
     if isinstance(exc, api_exceptions.GoogleAPICallError):
         label = " ".join(str(part) for part in (status, reason) if part)
         message = f"BigQuery {label}: {exc.message}{suffix}"
+        said = [str(error["message"]) for error in exc.errors if isinstance(error, Mapping) and error.get("message")]
+        summary = f"BigQuery {label}: {said[0]}{suffix}" if said else None
     else:
         message = f"BigQuery request failed: {type(exc).__name__}: {exc}{suffix}"
-    return BigQueryError(message, reason=reason, status=status, permanent=not is_transient(exc))
+    return BigQueryError(message, reason=reason, status=status, permanent=not is_transient(exc), summary=summary)
 
 
 _FAILURES: tuple[type[BaseException], ...] = (api_exceptions.GoogleAPIError, requests.RequestException, GoogleAuthError)
@@ -91,11 +94,41 @@ _FAILURES: tuple[type[BaseException], ...] = (api_exceptions.GoogleAPIError, req
 
 @dataclass(frozen=True)
 class TableFacts:
-    """What tables.get says about sizes and type."""
+    """What tables.get says about sizes, type, partitioning and clustering."""
 
     table_type: str | None
     num_rows: int | None
     num_bytes: int | None
+    partition_by: str | None = None
+    clustered_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScanEstimate:
+    """A dry run's ``statistics.query``: bytes and, when BigQuery says, how exact they are."""
+
+    scan_bytes: int
+    accuracy: str | None  # totalBytesProcessedAccuracy: PRECISE, UPPER_BOUND, LOWER_BOUND, UNKNOWN
+
+
+QueryJobConfig = bigquery.QueryJobConfig  # for type hints outside this module
+
+
+def capped_job_config(maximum_bytes_billed: int, **options: Any) -> bigquery.QueryJobConfig:
+    """A QueryJobConfig that makes BigQuery fail the job instead of billing more than ``maximum_bytes_billed``."""
+    if maximum_bytes_billed <= 0:
+        raise ValueError(f"maximum_bytes_billed must be > 0, got {maximum_bytes_billed!r}")
+    options.setdefault("use_legacy_sql", False)
+    return bigquery.QueryJobConfig(maximum_bytes_billed=maximum_bytes_billed, **options)
+
+
+def _partition_column(table: bigquery.Table) -> str | None:
+    if table.range_partitioning is not None:
+        return str(table.range_partitioning.field)
+    if table.time_partitioning is not None:
+        # No field: partitioned by ingestion time, filtered through the pseudo column.
+        return str(table.time_partitioning.field or "_PARTITIONTIME")
+    return None
 
 
 class BigQuerySource:
@@ -148,17 +181,25 @@ class BigQuerySource:
             found = self.client.get_table(reference, retry=self._retry, timeout=self.policy.request_timeout)
         except _FAILURES as exc:
             raise _translate(exc, self.policy) from None
-        return TableFacts(found.table_type, found.num_rows, found.num_bytes)
+        return TableFacts(found.table_type, found.num_rows, found.num_bytes, _partition_column(found),
+                          tuple(found.clustering_fields or ()))
 
-    def dry_run(self, sql: str) -> int:
-        """Bytes ``sql`` would scan, from a dry run (free, runs nothing)."""
+    def estimate(self, sql: str) -> ScanEstimate:
+        """What ``sql`` would scan, from one dry run (free, runs nothing)."""
         config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, use_legacy_sql=False)
         try:
             job = self.client.query(sql, job_config=config, location=self.location, retry=self._retry, job_retry=None,
                                     timeout=self.policy.request_timeout)
         except _FAILURES as exc:
             raise _translate(exc, self.policy) from None
-        return int(job.total_bytes_processed or 0)
+        # The client has no property for totalBytesProcessedAccuracy; read the job resource it parsed.
+        statistics = job._properties.get("statistics", {}).get("query", {})
+        accuracy = statistics.get("totalBytesProcessedAccuracy")
+        return ScanEstimate(int(job.total_bytes_processed or 0), str(accuracy) if accuracy else None)
+
+    def dry_run(self, sql: str) -> int:
+        """Bytes ``sql`` would scan, from a dry run (free, runs nothing)."""
+        return self.estimate(sql).scan_bytes
 
     def close(self) -> None:
         self.client.close()  # type: ignore[no-untyped-call]

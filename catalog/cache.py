@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any
 
 from catalog.errors import CacheError
-from catalog.models import CatalogRow, PartitionRange, TableMetadata, TrackedTable, parse_entity_type
+from catalog.models import CatalogRow, EntityType, PartitionRange, TableMetadata, TrackedTable, parse_entity_type
 
 logger = logging.getLogger("catalog.cache")
 
@@ -160,6 +160,21 @@ class Cache:
             """INSERT INTO tables (id, project, dataset, table_name, error_at, error_msg) VALUES (?, ?, ?, ?, ?, ?)
                ON CONFLICT(id) DO UPDATE SET error_at = excluded.error_at, error_msg = excluded.error_msg""",
             (table.id, table.project, table.dataset, table.table, stamp(at), message[:ERROR_MSG_LIMIT]),
+        )
+
+    def record_lookup(self, table: TrackedTable, entity_type: EntityType, partition_by: str | None, clustered_by: list[str]) -> None:
+        """What the cost guard looked up for a cold row; fills only fields no refresh has set.
+
+        refreshed_at stays as it was, so a row known only this way is still ``never_fetched``.
+        """
+        self._execute(
+            """INSERT INTO tables (id, project, dataset, table_name, entity_type, partition_by, clustered_by)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET
+                   entity_type = COALESCE(tables.entity_type, excluded.entity_type),
+                   partition_by = COALESCE(tables.partition_by, excluded.partition_by),
+                   clustered_by = COALESCE(tables.clustered_by, excluded.clustered_by)""",
+            (table.id, table.project, table.dataset, table.table, entity_type.value, partition_by, json.dumps(clustered_by)),
         )
 
     def get(self, table_id: str) -> CatalogRow | None:

@@ -1,6 +1,7 @@
-"""``catalog refresh | list | show | status``: the only place errors become exit codes.
+"""``catalog refresh | list | show | status | guard``: the only place errors become exit codes.
 
-Exit codes: 0 ok, 1 a refresh finished with failed tables, 2 bad configuration or usage.
+Exit codes: 0 ok (or a query allowed), 1 a refresh finished with failed tables,
+2 bad configuration or usage, 3 the cost guard refused the query.
 Reads never call BigQuery.
 """
 
@@ -15,13 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from catalog.cache import Cache, stamp
-from catalog.errors import CatalogError, ConfigError
+from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
+from catalog.guard import check_query
 from catalog.refresh import refresh, utc_now
 from catalog.registry import Registry, load_registry
 from catalog.settings import CatalogSettings, load_settings
 from catalog.views import find_tracked, status_json, table_json, tracked_tables
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
 
 def _load() -> tuple[CatalogSettings, Registry]:
@@ -111,6 +113,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_guard(args: argparse.Namespace) -> int:
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    if not sql.strip():
+        print("catalog guard: no SQL given (pass it as the argument, or '-' to read it from stdin)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result = check_query(sql)
+    except QueryGuardError as refused:
+        if args.json:
+            _print_json(refused.detail)
+        else:
+            print(f"refused ({refused.reason}): {refused}")
+            print(f"suggestion: {refused.detail.get('suggestion')}")
+        return EXIT_REFUSED
+    if args.json:
+        _print_json(result.to_json())
+        return EXIT_OK
+    if result.scan_bytes is None:
+        why = "the cost guard is off (max_scan_bytes 0)" if not result.limit_bytes else "it reads no tracked table"
+        print(f"allowed without an estimate: {why}")
+    else:
+        print(f"allowed: the query would scan {bytes_text(result.scan_bytes)} ({result.scan_bytes} bytes) "
+              f"of the {bytes_text(result.limit_bytes)} cap")
+    for label, value in (("tables", ", ".join(result.tables)), ("untracked tables", ", ".join(result.untracked_tables)),
+                         ("maximum_bytes_billed", result.maximum_bytes_billed()), ("sql", result.sql)):
+        if value:
+            print(f"{label}: {value}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="catalog", description="BigQuery metadata cache (CATALOG_CONFIG registry, CATALOG_DB SQLite file)",
@@ -124,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", metavar="ID")
     show.set_defaults(handler=cmd_show)
     commands.add_parser("status", help="freshness of every tracked table").set_defaults(handler=cmd_status)
-    for sub in (refresh_cmd, show, *[commands.choices[name] for name in ("list", "status")]):
+    guard = commands.add_parser("guard", help="estimate a query and refuse it when it would scan more than the cap")
+    guard.add_argument("sql", metavar="SQL", help="the query, or '-' to read it from stdin")
+    guard.set_defaults(handler=cmd_guard)
+    for sub in (refresh_cmd, show, guard, *[commands.choices[name] for name in ("list", "status")]):
         sub.add_argument("--json", action="store_true", help="print JSON")
     return parser
 

@@ -55,13 +55,16 @@ class BigQueryError(CatalogError):
 
     ``reason`` is BigQuery's ``errors[].reason`` (``notFound``,
     ``accessDenied``, ``rateLimitExceeded``, ...) when it gave one;
-    ``permanent`` says whether asking again could help.
+    ``permanent`` says whether asking again could help. ``summary`` is the
+    message without the request URL and job id the client adds: the same
+    failure always reads the same.
     """
 
-    def __init__(self, message: str, *, reason: str | None, status: int | None, permanent: bool) -> None:
+    def __init__(self, message: str, *, reason: str | None, status: int | None, permanent: bool, summary: str | None = None) -> None:
         self.reason = reason
         self.status = status
         self.permanent = permanent
+        self.summary = summary or message
         super().__init__(message)
 
 
@@ -75,3 +78,74 @@ class RefreshFailed(CatalogError):
     def __init__(self, summary: object, failed: int, total: int) -> None:
         self.summary = summary
         super().__init__(f"catalog refresh: {failed} of {total} table(s) failed; see error_msg in 'catalog status'")
+
+
+def bytes_text(count: int) -> str:
+    """``10737418240`` -> ``10.0 GiB``."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+class QueryGuardError(CatalogError):
+    """The cost guard refused a query.
+
+    ``detail`` is the JSON document ``catalog guard --json`` prints:
+    ``{"allowed": false, "reason": ..., "message": ..., ...}``; ``reason`` is
+    one of the subclasses' ``REASON``.
+    """
+
+    REASON = "refused"
+
+    def __init__(self, message: str, **fields: object) -> None:
+        self.reason = self.REASON
+        self.detail: dict[str, object] = {"allowed": False, "reason": self.REASON, "message": message, **fields}
+        super().__init__(message)
+
+
+class InvalidSql(QueryGuardError):
+    REASON = "invalid_sql"
+
+    def __init__(self, problem: str, line: int | None, column: int | None) -> None:
+        where = f" at line {line}, column {column}" if line is not None and column is not None else ""
+        super().__init__(
+            f"SQL does not parse (BigQuery dialect): {problem}{where}", line=line, column=column, tables=[],
+            suggestion="Fix the SQL at the position given; the guard reads GoogleSQL (standard SQL), not legacy SQL.",
+        )
+
+
+class PathNotRegistered(QueryGuardError):
+    REASON = "bq_path_not_registered"
+
+    def __init__(self, paths: list[str], tables: list[str], suggestion: str) -> None:
+        super().__init__(
+            f"not tracked in the catalog registry: {', '.join(paths)}", paths=paths, tables=tables, suggestion=suggestion,
+        )
+
+
+class EstimateFailed(QueryGuardError):
+    REASON = "remote_estimate_failed"
+
+    def __init__(self, tables: list[str], underlying: str, underlying_original: str | None, suggestion: str) -> None:
+        extra = {"underlying_original": underlying_original} if underlying_original else {}
+        super().__init__(
+            f"BigQuery could not estimate the query: {underlying}", tables=tables, underlying=underlying, **extra,
+            suggestion=suggestion,
+        )
+
+
+class ScanTooLarge(QueryGuardError):
+    REASON = "remote_scan_too_large"
+
+    def __init__(
+        self, scan_bytes: int, limit_bytes: int, accuracy: str | None, tables: list[str], view_targets: list[str], suggestion: str,
+    ) -> None:
+        super().__init__(
+            f"the query would scan {bytes_text(scan_bytes)} ({scan_bytes} bytes), over the cap of "
+            f"{bytes_text(limit_bytes)} ({limit_bytes} bytes; CATALOG_MAX_SCAN_BYTES or max_scan_bytes in catalog.yaml)",
+            scan_bytes=scan_bytes, limit_bytes=limit_bytes, scan_bytes_accuracy=accuracy, tables=tables,
+            view_targets=view_targets, suggestion=suggestion,
+        )

@@ -68,3 +68,11 @@ def quote_region(project: str, location: str) -> str:
         if problem:
             raise ValueError(problem)
     return f"`{project}`.`region-{location.lower()}`"
+
+
+def full_path(project: str, dataset: str, table: str) -> str:
+    """```project.dataset.table```: one backticked path, as BigQuery's console writes it."""
+    for problem in (project_problem(project), dataset_problem(dataset), table_problem(table)):
+        if problem:
+            raise ValueError(problem)
+    return f"`{project}.{dataset}.{table}`"

@@ -18,10 +18,11 @@ from catalog import identifiers
 from catalog.errors import ConfigError, UnknownTableError
 from catalog.examples import Example, ExampleProblem, parse_example
 from catalog.models import TrackedTable
+from catalog.settings import MAX_SCAN_BYTES_RULE, parse_scan_bytes
 from scheduler.interpolate import InterpolationError, expand
 from scheduler.yamlfile import LineMap, YamlProblem, load_yaml
 
-TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples")
+TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples", "max_scan_bytes")
 BIGQUERY_KEYS = ("project", "billing_project", "location")
 TABLE_KEYS = ("dataset", "table", "project", "name", "description", "where_examples")
 # Explicit ids have no dot, so they never collide with "dataset.table" ids of discovered tables.
@@ -38,6 +39,7 @@ class Registry:
     datasets: tuple[tuple[str, str], ...]  # (project, dataset) tracked whole
     examples: tuple[Example, ...]  # global where_examples
     table_examples: Mapping[str, tuple[Example, ...]] = field(default_factory=dict)
+    max_scan_bytes: int | None = None  # the cost guard's cap when CATALOG_MAX_SCAN_BYTES is unset
 
     def find(self, table_id: str) -> TrackedTable | None:
         """Explicit table by registry id, ignoring case."""
@@ -140,6 +142,7 @@ def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
     tables = _read_tables(reader, document, project)
     datasets = _read_datasets(reader, document, project)
     examples = reader.examples(document, "where_examples", "")
+    max_scan_bytes = _read_max_scan_bytes(reader, document)
     if not tables and not datasets and not any(key in document for key in ("tables", "datasets")):
         reader.add(document.line, "", "nothing to track: add a 'tables:' mapping or a 'datasets:' list")
     if reader.problems or project is None:
@@ -147,8 +150,25 @@ def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
     return Registry(
         path=path, project=project, billing_project=billing or project, location=location,
         tables=tuple(table for table, _ in tables), datasets=datasets, examples=examples,
-        table_examples={table.id: own for table, own in tables if own},
+        table_examples={table.id: own for table, own in tables if own}, max_scan_bytes=max_scan_bytes,
     )
+
+
+def _read_max_scan_bytes(reader: _Reader, document: LineMap) -> int | None:
+    raw = document.get("max_scan_bytes")
+    if raw is None:
+        return None
+    text = raw
+    if isinstance(raw, str):
+        try:
+            text = expand(raw, reader.env).text
+        except InterpolationError as exc:
+            reader.add(document.line_of("max_scan_bytes"), "max_scan_bytes", str(exc))
+            return None
+    value = parse_scan_bytes(text)
+    if value is None:
+        reader.add(document.line_of("max_scan_bytes"), "max_scan_bytes", f"{MAX_SCAN_BYTES_RULE}, got {raw!r}")
+    return value
 
 
 def _read_bigquery(reader: _Reader, document: LineMap) -> tuple[str | None, str | None, str | None]:

@@ -15,6 +15,9 @@ DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 64
 # The scheduler's bq-metadata-refresh cadence; a row is fresh for two of them.
 DEFAULT_REFRESH_INTERVAL = 4 * 60 * 60
+# The cost guard's cap: 5 GiB, about 0.03 USD at on-demand prices.
+DEFAULT_MAX_SCAN_BYTES = 5 * 1024**3
+MAX_SCAN_BYTES_RULE = "must be a non-negative integer (bytes; 0 disables the cost guard)"
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class CatalogSettings:
     concurrency: int
     refresh_interval_seconds: int
     emulator_endpoint: str | None  # "http://host:port" from BIGQUERY_EMULATOR_HOST
+    max_scan_bytes: int | None = None  # CATALOG_MAX_SCAN_BYTES; None: catalog.yaml's, else the default
 
     @property
     def fresh_threshold_seconds(self) -> int:
@@ -56,6 +60,32 @@ def _concurrency(env: Mapping[str, str], problems: list[str]) -> int:
     return value
 
 
+def parse_scan_bytes(raw: object) -> int | None:
+    """``5368709120`` (int or text, ``_`` allowed) -> bytes; None when it is not a non-negative integer."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw if raw >= 0 else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _max_scan_bytes(env: Mapping[str, str], problems: list[str]) -> int | None:
+    name = "CATALOG_MAX_SCAN_BYTES"
+    raw = env.get(name)
+    if raw is None:
+        return None
+    value = parse_scan_bytes(raw)
+    if value is None:
+        problems.append(f"{name}={raw!r} {MAX_SCAN_BYTES_RULE}")
+    return value
+
+
 def emulator_endpoint(raw: str | None) -> tuple[str | None, str | None]:
     """``host:port`` (or ``http://host:port``) -> (endpoint URL, problem)."""
     if raw is None:
@@ -84,6 +114,7 @@ def load_settings(env: Mapping[str, str]) -> CatalogSettings:
     endpoint, problem = emulator_endpoint(env.get("BIGQUERY_EMULATOR_HOST"))
     if problem:
         problems.append(problem)
+    max_scan_bytes = _max_scan_bytes(env, problems)
     if problems:
         raise ConfigError(problems)
-    return CatalogSettings(config_path, db_path, concurrency, interval, endpoint)
+    return CatalogSettings(config_path, db_path, concurrency, interval, endpoint, max_scan_bytes)

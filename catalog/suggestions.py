@@ -1,0 +1,105 @@
+"""What a refused query should do instead: the text of the guard's ``suggestion``.
+
+Specific to the query's targets: their partitioning and clustering columns
+when the cache knows them, and views named as views, because BigQuery does
+not push LIMIT into a view body. Names only commands this project has.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from catalog.examples import partition_example
+from catalog.models import CatalogRow, EntityType, TrackedTable
+from catalog.registry import Registry
+
+VIEW_TYPES = (EntityType.VIEW, EntityType.MATERIALIZED_VIEW)
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """What the guard knows about one tracked target when it refuses a scan."""
+
+    table: TrackedTable
+    entity_type: EntityType | None
+    partition_by: str | None
+    partition_example: str | None  # a filter in the form that prunes partitions
+    clustered_by: tuple[str, ...]
+    view_example: str | None = None  # an advertised where_example, for views
+    lookup_error: str | None = None  # why entity_type is unknown
+
+    @property
+    def path(self) -> str:
+        return f"{self.table.dataset}.{self.table.table}"
+
+    @property
+    def is_view(self) -> bool:
+        return self.entity_type in VIEW_TYPES
+
+
+def example_for(row: CatalogRow | None) -> str | None:
+    """The partition filter ``where_examples`` advertises for this row, if any."""
+    if row is None or not row.partition_by:
+        return None
+    return partition_example(row.partition_by, row.partition_type, row.partition_range)
+
+
+def _advice(fact: TargetFacts) -> str | None:
+    if fact.is_view:
+        text = (f"filter {fact.table.id} in WHERE on the column its underlying table is partitioned by (BigQuery does push "
+                f"WHERE filters into a view){f', e.g. WHERE {fact.view_example}' if fact.view_example else ''}; "
+                f"'catalog show {fact.table.id}' lists its known_columns and where_examples")
+        return text
+    parts = []
+    if fact.partition_by:
+        example = f" (e.g. WHERE {fact.partition_example})" if fact.partition_example else ""
+        parts.append(f"filter on {fact.partition_by}, the partitioning column of {fact.path}{example}")
+    if fact.clustered_by:
+        parts.append(f"filters on {', '.join(fact.clustered_by)}, the clustering column(s) of {fact.path}, "
+                     "cut the bytes actually billed but not this estimate")
+    return "; ".join(parts) or None
+
+
+def scan_suggestion(facts: list[TargetFacts], *, selects_star: bool, has_limit: bool) -> str:
+    """The text for ``remote_scan_too_large``: views first, then what to do, target by target."""
+    views = [fact.table.id for fact in facts if fact.is_view]
+    sentences = []
+    if views:
+        sentences.append(
+            f"Target(s) {', '.join(views)} are VIEW or MATERIALIZED VIEW. "  # noqa: S608  (prose for a person, not SQL)
+            f"BigQuery does not push LIMIT into the view body — SELECT * FROM {views[0]} LIMIT 1 still runs the full underlying scan."
+        )
+    elif has_limit:
+        sentences.append("LIMIT does not reduce the bytes a query scans.")
+    todo = ["select only the columns you need instead of SELECT *" if selects_star else "select fewer columns"]
+    todo += [advice for advice in (_advice(fact) for fact in facts) if advice]
+    sentences.append(f"To scan less: {'; '.join(todo)}.")
+    unknown = [fact for fact in facts if fact.entity_type is None]
+    if unknown:
+        why = "; ".join(f"{fact.table.id}: {fact.lookup_error}" for fact in unknown if fact.lookup_error)
+        sentences.append(f"Could not tell whether {', '.join(fact.table.id for fact in unknown)} are views ({why or 'unknown type'}).")
+    return " ".join(sentences)
+
+
+def unregistered_suggestion(paths: list[str], registry: Registry) -> str:
+    """The text for ``bq_path_not_registered``: a close tracked name when there is one, else how to track it."""
+    names = {table.id: table.id for table in registry.tables}
+    names.update({f"{table.dataset}.{table.table}": f"{table.dataset}.{table.table}" for table in registry.tables})
+    names.update({f"{table.project}.{table.dataset}.{table.table}": f"{table.project}.{table.dataset}.{table.table}"
+                  for table in registry.tables})
+    lowered = {name.lower(): name for name in names}
+    hints = []
+    for path in paths:
+        exact = lowered.get(path.lower())
+        close = [exact] if exact else [lowered[match] for match in difflib.get_close_matches(path.lower(), list(lowered), n=1, cutoff=0.8)]
+        if close:
+            case = " (BigQuery paths are case-sensitive)" if exact else ""
+            hints.append(f"for {path} did you mean {close[0]}{case}?")
+    lead = " ".join(hint[0].upper() + hint[1:] for hint in hints)
+    rest = (
+        "The guard only estimates tables tracked in the catalog registry: query a tracked table ('catalog list' shows them, "
+        "by registry id or path), or add the table under tables: (or its dataset under datasets:) in catalog.yaml and run "
+        "'catalog refresh'."
+    )
+    return f"{lead} {rest}" if lead else rest

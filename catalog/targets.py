@@ -1,0 +1,156 @@
+"""SQL text -> the tables it reads, matched to the registry, and the rewrite a dry run needs.
+
+Parsed with sqlglot's BigQuery dialect. A table is a registry id written as a
+bare name (ids ignore case), ``dataset.table`` or ``project.dataset.table``
+(backticked whole, per part, or plain; BigQuery paths match exactly). CTE
+names and UNNEST aliases (explicit, or implicit as in ``FROM t, t.items``)
+are not tables.
+
+The rewrite replaces each bare registry id and each tracked ``dataset.table``
+by its full backticked path, in place: every other character of the
+caller's SQL (WHERE, comments, layout) stays as written.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from catalog.errors import InvalidSql
+from catalog.identifiers import full_path
+from catalog.models import TrackedTable
+from catalog.refresh import discovered_table
+from catalog.registry import Registry
+
+DIALECT = "bigquery"
+_POSITION = re.compile(r"(\d+):(\d+)")
+
+
+@dataclass
+class Targets:
+    """What one query reads, sorted out against the registry."""
+
+    sql: str  # the caller's text
+    rewritten: str  # registry ids and tracked dataset.table as full paths
+    tracked: list[TrackedTable] = field(default_factory=list)  # in order of first appearance, once each
+    unregistered: list[str] = field(default_factory=list)  # data-project paths (and bare names) not tracked
+    foreign: list[str] = field(default_factory=list)  # paths in projects the registry does not hold
+    selects_star: bool = False
+    has_limit: bool = False
+
+    @property
+    def tables(self) -> list[str]:
+        """``dataset.table`` of every tracked target."""
+        return list(dict.fromkeys(f"{table.dataset}.{table.table}" for table in self.tracked))
+
+
+def parse(sql: str) -> list[exp.Expr]:
+    """The statements of ``sql``; InvalidSql (with the parser's line and column) when it does not parse."""
+    try:
+        statements = [statement for statement in sqlglot.parse(sql, read=DIALECT) if statement is not None]
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        raise InvalidSql(str(first.get("description", exc)), first.get("line"), first.get("col")) from None
+    except TokenError as exc:
+        cause = str(exc.__cause__ or exc)
+        found = _POSITION.search(cause)
+        line, column = (int(found.group(1)), int(found.group(2))) if found else (None, None)
+        raise InvalidSql(f"cannot split it into tokens ({cause})", line, column) from None
+    if not statements:
+        raise InvalidSql("there is no SQL statement in it", None, None)
+    return statements
+
+
+class _Resolver:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.data_projects = {registry.project} | {table.project for table in registry.tables} | {
+            project for project, _ in registry.datasets}
+
+    def path(self, project: str | None, dataset: str, name: str) -> TrackedTable | None:
+        """An exact BigQuery path; ``project`` None for ``dataset.table``."""
+        for table in self.registry.tables:
+            if (table.dataset, table.table) == (dataset, name) and project in (None, table.project):
+                return table
+        for owner, tracked in self.registry.datasets:
+            if tracked == dataset and project in (None, owner):
+                return discovered_table(owner, tracked, name)
+        return None
+
+
+def _span(table: exp.Table) -> tuple[int, int] | None:
+    """Offsets (inclusive) of the table reference in the caller's text, backticks included."""
+    starts = [part.meta.get("start") for part in table.parts]
+    ends = [part.meta.get("end") for part in table.parts]
+    offsets = [value for value in starts + ends if isinstance(value, int)]
+    if len(offsets) != len(starts) + len(ends):
+        return None
+    return min(offsets[:len(starts)]), max(offsets[len(starts):])
+
+
+def _is_cte_reference(table: exp.Table, ctes: set[str]) -> bool:
+    return not table.db and not table.catalog and table.name.lower() in ctes
+
+
+def find_targets(sql: str, registry: Registry) -> Targets:
+    """Every table ``sql`` reads, matched to the registry, and the rewritten text."""
+    statements = parse(sql)
+    resolver = _Resolver(registry)
+    found = Targets(sql=sql, rewritten=sql)
+    edits: list[tuple[int, int, str]] = []
+    for statement in statements:
+        ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+        found.has_limit = found.has_limit or statement.find(exp.Limit) is not None
+        found.selects_star = found.selects_star or any(
+            isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
+            for select in statement.find_all(exp.Select) for item in select.expressions
+        )
+        for table in statement.find_all(exp.Table):
+            if not isinstance(table.this, exp.Identifier) or _is_cte_reference(table, ctes):
+                continue  # a table-valued function, or a CTE
+            edit = _classify(table, sql, resolver, found)
+            if edit is not None:
+                edits.append(edit)
+    rewritten = sql
+    for start, end, text in sorted(set(edits), reverse=True):
+        rewritten = rewritten[:start] + text + rewritten[end + 1:]
+    found.rewritten = rewritten
+    return found
+
+
+def _classify(table: exp.Table, sql: str, resolver: _Resolver, found: Targets) -> tuple[int, int, str] | None:
+    """Record ``table`` in ``found``; the in-place edit that fully qualifies it, if it needs one."""
+    parts = [part.name for part in table.parts]
+    written = ".".join(parts)
+    tracked: TrackedTable | None = None
+    if len(parts) == 1:
+        tracked = resolver.registry.find(parts[0])
+        if tracked is None:
+            found.unregistered.append(written)
+            return None
+    elif len(parts) == 2:
+        tracked = resolver.path(None, parts[0], parts[1])
+    elif len(parts) == 3:
+        tracked = resolver.path(parts[0], parts[1], parts[2])
+        if tracked is None and parts[0] not in resolver.data_projects:
+            found.foreign.append(written)
+            return None
+    if tracked is None:
+        found.unregistered.append(written)
+        return None
+    if tracked not in found.tracked:
+        found.tracked.append(tracked)
+    span = _span(table)
+    if len(parts) == 3 or span is None:
+        return None
+    start, end = span
+    replacement = full_path(tracked.project, tracked.dataset, tracked.table)
+    # A bare id was also the implicit alias; keep it valid when the id is not the table's name.
+    if len(parts) == 1 and not table.alias and isinstance(table.parent, (exp.From, exp.Join)) \
+            and parts[0].lower() != tracked.table.lower():
+        replacement += f" AS {sql[start:end + 1]}"
+    return start, end, replacement
