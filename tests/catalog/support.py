@@ -1,7 +1,8 @@
 """A fake BigQuery REST API for the catalog tests.
 
 ``FakeBigQuery.handle`` answers jobs.query, jobs.get, jobs.getQueryResults
-(pagination) and tables.get in BigQuery's real wire format (``schema.fields``,
+(pagination), tables.get and dry runs (jobs.insert with ``dryRun``) in
+BigQuery's real wire format (``schema.fields``,
 ``rows`` as ``{"f": [{"v": ...}]}``, ``jobComplete``, ``totalRows``,
 ``pageToken``; errors as ``{"error": {"code", "message", "errors": [{"reason"}]}}``).
 The same handler serves the ``responses`` mock (unit tests) and a real HTTP
@@ -76,6 +77,7 @@ class Failure:
     status: int
     reason: str
     times: int
+    message: str | None = None
 
 
 @dataclass
@@ -112,6 +114,9 @@ class FakeBigQuery:
         self.before_query: Callable[[Seen], None] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
+        # What a dry run answers: statistics.query.totalBytesProcessed(Accuracy).
+        self.scan_bytes = 123456789
+        self.scan_accuracy: str | None = None
 
     # -- arranging -----------------------------------------------------------
     def add(self, dataset: str, *tables: Table, project: str = PROJECT) -> None:
@@ -121,8 +126,8 @@ class FakeBigQuery:
         del self.datasets[(project, dataset)][name]
 
     def fail(self, kind: str, *, dataset: str | None = None, table: str | None = None,
-             status: int = 403, reason: str = "rateLimitExceeded", times: int = 1) -> None:
-        self.failures.append(Failure(kind, dataset, table, status, reason, times))
+             status: int = 403, reason: str = "rateLimitExceeded", times: int = 1, message: str | None = None) -> None:
+        self.failures.append(Failure(kind, dataset, table, status, reason, times, message))
 
     def kinds(self) -> list[str]:
         with self.lock:
@@ -158,7 +163,7 @@ class FakeBigQuery:
             for failure in self.failures:
                 if failure.kind == kind and failure.times > 0 and failure.dataset in (None, dataset) and failure.table in (None, table):
                     failure.times -= 1
-                    return failure.status, error_body(failure.status, failure.reason, f"{failure.reason} (fake)")
+                    return failure.status, error_body(failure.status, failure.reason, failure.message or f"{failure.reason} (fake)")
         return None
 
     def _query(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -256,6 +261,14 @@ class FakeBigQuery:
             "tableReference": {"projectId": project, "datasetId": dataset, "tableId": name},
             "type": _API_TYPES.get(table.table_type, table.table_type),
         }
+        for column in table.columns:
+            if column.partitioning and column.data_type in ("INT64", "INTEGER"):
+                resource["rangePartitioning"] = {"field": column.name, "range": {"start": "0", "end": "100", "interval": "10"}}
+            elif column.partitioning:
+                resource["timePartitioning"] = {"type": "DAY", "field": column.name}
+        clustering = sorted((column.clustering, column.name) for column in table.columns if column.clustering is not None)
+        if clustering:
+            resource["clustering"] = {"fields": [name for _, name in clustering]}
         if table.rows is not None:
             resource["numRows"] = str(table.rows)
             resource["numBytes"] = str(table.size)
@@ -267,8 +280,16 @@ class FakeBigQuery:
             raise UnmatchedRequest(f"only dry runs are served on jobs.insert, got {request!r}")
         with self.lock:
             self.seen.append(Seen("dry_run", "", "", {}, config["query"]["query"]))
-        return 200, {"jobReference": {"projectId": self.billing}, "status": {"state": "DONE"}, "configuration": config,
-                     "statistics": {"query": {"totalBytesProcessed": "123456789"}}}
+        failed = self._failure("dry_run", None, None)
+        if failed:
+            return failed
+        statistics: dict[str, Any] = {"totalBytesProcessed": str(self.scan_bytes), "totalBytesBilled": "0", "cacheHit": False,
+                                      "statementType": "SELECT"}
+        if self.scan_accuracy:
+            statistics["totalBytesProcessedAccuracy"] = self.scan_accuracy
+        return 200, {"kind": "bigquery#job", "jobReference": {"projectId": self.billing, "location": "EU"},
+                     "status": {"state": "DONE"}, "configuration": config,
+                     "statistics": {"creationTime": "1767225600000", "totalBytesProcessed": str(self.scan_bytes), "query": statistics}}
 
 
 @contextmanager
