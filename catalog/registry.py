@@ -167,7 +167,8 @@ def _read_max_scan_bytes(reader: _Reader, document: LineMap) -> int | None:
             return None
     value = parse_scan_bytes(text)
     if value is None:
-        reader.add(document.line_of("max_scan_bytes"), "max_scan_bytes", f"{MAX_SCAN_BYTES_RULE}, got {raw!r}")
+        source = f" (from {raw!r})" if text != raw else ""
+        reader.add(document.line_of("max_scan_bytes"), "max_scan_bytes", f"{MAX_SCAN_BYTES_RULE}, got {text!r}{source}")
     return value
 
 
