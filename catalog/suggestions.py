@@ -82,20 +82,24 @@ def scan_suggestion(facts: list[TargetFacts], *, selects_star: bool, has_limit: 
     return " ".join(sentences)
 
 
+def _hint(path: str, registry: Registry) -> str | None:
+    """A tracked name the caller may have meant by ``path``."""
+    spellings: dict[str, tuple[str, str]] = {}  # lower-cased spelling -> (name to use, why)
+    for table in registry.tables:
+        for name in (f"{table.project}.{table.dataset}.{table.table}", f"{table.dataset}.{table.table}"):
+            spellings[name.lower()] = (name, " (BigQuery paths are case-sensitive)")
+        spellings.setdefault(table.table.lower(), (table.id, f" (the registry id of {table.dataset}.{table.table})"))
+        spellings[table.id.lower()] = (table.id, "")
+    if path.lower() in spellings:
+        name, why = spellings[path.lower()]
+        return f"for {path} did you mean {name}{why}?"
+    close = difflib.get_close_matches(path.lower(), list(spellings), n=1, cutoff=0.8)
+    return f"for {path} did you mean {spellings[close[0]][0]}?" if close else None
+
+
 def unregistered_suggestion(paths: list[str], registry: Registry) -> str:
     """The text for ``bq_path_not_registered``: a close tracked name when there is one, else how to track it."""
-    names = {table.id: table.id for table in registry.tables}
-    names.update({f"{table.dataset}.{table.table}": f"{table.dataset}.{table.table}" for table in registry.tables})
-    names.update({f"{table.project}.{table.dataset}.{table.table}": f"{table.project}.{table.dataset}.{table.table}"
-                  for table in registry.tables})
-    lowered = {name.lower(): name for name in names}
-    hints = []
-    for path in paths:
-        exact = lowered.get(path.lower())
-        close = [exact] if exact else [lowered[match] for match in difflib.get_close_matches(path.lower(), list(lowered), n=1, cutoff=0.8)]
-        if close:
-            case = " (BigQuery paths are case-sensitive)" if exact else ""
-            hints.append(f"for {path} did you mean {close[0]}{case}?")
+    hints = [hint for hint in (_hint(path, registry) for path in paths) if hint]
     lead = " ".join(hint[0].upper() + hint[1:] for hint in hints)
     rest = (
         "The guard only estimates tables tracked in the catalog registry: query a tracked table ('catalog list' shows them, "

@@ -263,6 +263,10 @@ def test_paths_match_exactly_and_the_refusal_points_at_the_right_spelling(
     error = refused("SELECT * FROM Finance.Unit_Economics", settings, registry, None, cache)
     assert error.detail["paths"] == ["Finance.Unit_Economics"]
     assert "did you mean finance.unit_economics (BigQuery paths are case-sensitive)" in str(error.detail["suggestion"])
+    by_name = refused("SELECT * FROM orders_v", settings, registry, None, cache)  # the table's name, not its id
+    assert "did you mean orders (the registry id of sales.orders_v)" in str(by_name.detail["suggestion"])
+    typo = refused("SELECT * FROM unit_economic", settings, registry, None, cache)
+    assert "did you mean unit_economics?" in str(typo.detail["suggestion"])
 
 
 def test_every_spelling_of_a_tracked_path_is_found(
