@@ -31,8 +31,8 @@ def _load() -> tuple[CatalogSettings, Registry]:
     return settings, load_registry(settings.config_path, os.environ)
 
 
-def _print_json(document: object) -> None:
-    print(json.dumps(document, indent=2))
+def _print_json(document: object, *, ascii_only: bool = True) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=ascii_only))
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
@@ -122,7 +122,7 @@ def cmd_guard(args: argparse.Namespace) -> int:
         result = check_query(sql)
     except QueryGuardError as refused:
         if args.json:
-            _print_json(refused.detail)
+            _print_json(refused.detail, ascii_only=False)  # the suggestion is prose for people too
         else:
             print(f"refused ({refused.reason}): {refused}")
             print(f"suggestion: {refused.detail.get('suggestion')}")

@@ -47,10 +47,10 @@ def example_for(row: CatalogRow | None) -> str | None:
 
 def _advice(fact: TargetFacts) -> str | None:
     if fact.is_view:
-        text = (f"filter {fact.table.id} in WHERE on the column its underlying table is partitioned by (BigQuery does push "
-                f"WHERE filters into a view){f', e.g. WHERE {fact.view_example}' if fact.view_example else ''}; "
+        example = f"; one of its where_examples: {fact.view_example}" if fact.view_example else ""
+        return (f"filter {fact.table.id} in WHERE (BigQuery does push WHERE filters into a view, so a filter on the column "
+                f"its underlying table is partitioned by prunes the scan{example}); "
                 f"'catalog show {fact.table.id}' lists its known_columns and where_examples")
-        return text
     parts = []
     if fact.partition_by:
         example = f" (e.g. WHERE {fact.partition_example})" if fact.partition_example else ""

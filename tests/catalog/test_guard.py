@@ -111,7 +111,7 @@ def test_select_star_from_a_view_limit_1_is_refused_with_view_targets(
         "Target(s) orders are VIEW or MATERIALIZED VIEW. BigQuery does not push LIMIT into the view body "
         "— SELECT * FROM orders LIMIT 1 still runs the full underlying scan. To scan less: "
     )
-    assert "e.g. WHERE order_date > DATE '2026-01-01'" in str(error.detail["suggestion"])
+    assert "one of its where_examples: order_date > DATE '2026-01-01'" in str(error.detail["suggestion"])
     # The id is not the table's name, so the rewrite keeps it as the alias.
     assert shop.seen[0].sql == "SELECT * FROM `data-proj.sales.orders_v` AS orders LIMIT 1"
 
