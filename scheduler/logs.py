@@ -15,9 +15,32 @@ from pythonjsonlogger.json import JsonFormatter
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+def _utc_time(record: logging.LogRecord) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
 class _UtcTextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        return _utc_time(record)
+
+
+class _LeanQueueHandler(QueueHandler):
+    """Hands records to the listener thread, doing as little as possible on the run's thread.
+
+    The standard prepare() formats the message and copies the record; the
+    listener formats it again anyway. Only this handler sees the record, so
+    merging the arguments in place is enough (exception text is rendered here
+    because a traceback cannot cross threads safely).
+    """
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.msg = f"{record.msg}\n{record.exc_text}"
+            record.exc_info = None
+        return record
 
 
 class RedactingFormatter(logging.Formatter):
@@ -70,6 +93,11 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
         inner = _UtcTextFormatter(TEXT_FORMAT)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(inner, secrets))
+    # Every run logs two lines from a busy thread: skip the record fields no
+    # format here uses (the logging HOWTO's "Optimization" settings).
+    logging._srcfile = None
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -80,7 +108,7 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
     global _listener
     _listener = QueueListener(records, handler)
     _listener.start()
-    root.addHandler(QueueHandler(records))
+    root.addHandler(_LeanQueueHandler(records))
     root.setLevel(level)
     apscheduler = logging.getLogger("apscheduler")
     apscheduler.setLevel(max(logging.WARNING, logging.getLevelName(level)))
