@@ -109,7 +109,8 @@ def find_targets(sql: str, registry: Registry) -> Targets:
             isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
             for select in statement.find_all(exp.Select) for item in select.expressions
         )
-        for table in statement.find_all(exp.Table):
+        # In the order they are written, not the order of sqlglot's tree walk.
+        for table in sorted(statement.find_all(exp.Table), key=lambda node: (_span(node) or (0, 0))[0]):
             if not isinstance(table.this, exp.Identifier) or _is_cte_reference(table, ctes):
                 continue  # a table-valued function, or a CTE
             edit = _classify(table, sql, resolver, found)

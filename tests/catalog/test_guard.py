@@ -176,6 +176,11 @@ def test_a_join_of_two_tracked_tables_is_one_dry_run_with_both_paths_and_the_whe
     assert (result.allowed, result.scan_bytes, result.limit_bytes) == (True, 123456789, CAP)
     assert result.tables == ["finance.unit_economics", "sales.orders_v"] and result.sql == sent
 
+    # Tables are listed as written, also when a CTE reads one of them.
+    later = guard("WITH recent AS (SELECT * FROM orders)\nSELECT * FROM recent JOIN unit_economics USING (id)",
+                  settings, registry, source, cache)
+    assert later.tables == ["sales.orders_v", "finance.unit_economics"]
+
 
 @pytest.mark.parametrize("sql", [
     "SELECT 1",
