@@ -8,16 +8,19 @@ Reads never call BigQuery.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from catalog.cache import Cache, stamp
 from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
 from catalog.guard import check_query
+from catalog.models import CatalogRow, TrackedTable
 from catalog.refresh import refresh, utc_now
 from catalog.registry import Registry, load_registry
 from catalog.settings import CatalogSettings, load_settings
@@ -52,13 +55,32 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if summary.failed else EXIT_OK
 
 
+def _tables_and_rows(cache: Cache, registry: Registry) -> list[tuple[TrackedTable, CatalogRow | None]]:
+    """Every tracked table with its cache row, from one read of the cache (not one query per table)."""
+    cached = cache.rows()
+    by_id = {row.id: row for row in cached}
+    return [(table, by_id.get(table.id)) for table in tracked_tables(registry, cache, cached)]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    # Building 10,000 rows allocates a few hundred thousand objects that all
+    # live until the command prints them; pausing the cyclic collector spares
+    # it repeated full scans of them (measured: about a third of list's time).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _rows(settings: CatalogSettings, registry: Registry) -> list[dict[str, Any]]:
     now = utc_now()
-    with Cache(settings.db_path) as cache:
-        return [
-            table_json(registry, table, cache.get(table.id), now, settings.fresh_threshold_seconds)
-            for table in tracked_tables(registry, cache)
-        ]
+    with _collector_paused(), Cache(settings.db_path) as cache:
+        pairs = _tables_and_rows(cache, registry)
+        return [table_json(registry, table, row, now, settings.fresh_threshold_seconds) for table, row in pairs]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -95,7 +117,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = utc_now()
     with Cache(settings.db_path) as cache:
         threshold = settings.fresh_threshold_seconds
-        tables = [status_json(table, cache.get(table.id), now, threshold) for table in tracked_tables(registry, cache)]
+        tables = [status_json(table, row, now, threshold) for table, row in _tables_and_rows(cache, registry)]
     document = {
         "scheduler_interval_seconds": settings.refresh_interval_seconds,
         "fresh_threshold_seconds": settings.fresh_threshold_seconds,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -37,8 +38,13 @@ class Example:
     columns: frozenset[str]  # lower-cased column paths it references
 
 
+@lru_cache(maxsize=4096)
 def parse_example(text: str) -> Example:
-    """Parse one example; raise ExampleProblem unless it is a single boolean expression."""
+    """Parse one example; raise ExampleProblem unless it is a single boolean expression.
+
+    Cached: ``catalog list`` asks for the same few texts (the templates and the
+    generated partition filters) once per row, and a parse costs about 0.5 ms.
+    """
     try:
         statements = [node for node in sqlglot.parse(text, read=DIALECT) if node is not None]
     except ParseError as exc:

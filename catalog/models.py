@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
 
 class EntityType(StrEnum):
@@ -27,6 +28,7 @@ class EntityType(StrEnum):
 _ALIASES = {"TABLE": EntityType.BASE_TABLE}
 
 
+@lru_cache(maxsize=64)
 def parse_entity_type(text: str) -> EntityType:
     """``MATERIALIZED_VIEW`` and ``materialized view`` both -> MATERIALIZED VIEW."""
     spaced = " ".join(text.strip().upper().replace("_", " ").split())

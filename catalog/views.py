@@ -35,13 +35,16 @@ def freshness(row: CatalogRow | None, now: datetime, threshold_seconds: int) -> 
     return "fresh" if (now - row.refreshed_at).total_seconds() <= threshold_seconds else "stale"
 
 
-def tracked_tables(registry: Registry, cache: Cache) -> list[TrackedTable]:
-    """Explicit tables in registry order, then tables found in tracked datasets, by id."""
+def tracked_tables(registry: Registry, cache: Cache, cached: list[CatalogRow] | None = None) -> list[TrackedTable]:
+    """Explicit tables in registry order, then tables found in tracked datasets, by id.
+
+    ``cached`` is ``cache.rows()`` when the caller has already read them.
+    """
     explicit = {(table.project, table.dataset, table.table) for table in registry.tables}
     whole = set(registry.datasets)
     found = [
         discovered_table(row.project, row.dataset, row.table)
-        for row in cache.rows()
+        for row in (cache.rows() if cached is None else cached)
         if (row.project, row.dataset) in whole and row.id == f"{row.dataset}.{row.table}"
         and (row.project, row.dataset, row.table) not in explicit
     ]
