@@ -74,7 +74,13 @@ def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
         raise YamlProblem(None, f"cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise YamlProblem(None, f"not UTF-8 text: {exc.reason}") from None
-    loader = _Loader(text)
+    try:
+        # The reader checks every character as the loader is built.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+        raise YamlProblem(line, f"invalid YAML: character {character!r} is not allowed ({exc.reason})") from None
     try:
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:

@@ -946,3 +946,10 @@ def test_an_interval_variable_in_milliseconds_is_caught(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, job_file(["every: ${SCHEDULER_DATA_REFRESH_INTERVAL:-900}", HTTP]))
     (problem,) = problems_of(path, {"SCHEDULER_DATA_REFRESH_INTERVAL": "900000000000"})
     assert problem.endswith("SCHEDULER_DATA_REFRESH_INTERVAL=900000000000 must be <= 315360000 (seconds, 10 years)")
+
+
+def test_a_control_character_is_a_located_problem_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text('jobs:\n  a:\n    every: 5m\n    http: {path: "/x\x01"}\n')
+    (problem,) = problems_of(path)
+    assert problem == f"{path}:4: invalid YAML: character '\\x01' is not allowed (special characters are not allowed)"
