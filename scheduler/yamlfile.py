@@ -78,9 +78,9 @@ def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
         # The reader checks every character as the loader is built.
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
+        at_line = text.count("\n", 0, exc.position or 0) + 1
         character = chr(exc.character) if isinstance(exc.character, int) else exc.character
-        raise YamlProblem(line, f"invalid YAML: character {character!r} is not allowed ({exc.reason})") from None
+        raise YamlProblem(at_line, f"invalid YAML: character {character!r} is not allowed ({exc.reason})") from None
     try:
         document = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
