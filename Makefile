@@ -26,8 +26,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler catalog tests
+	$(BIN)/ruff check scheduler catalog tests bench
 	$(BIN)/mypy
+
+# Benchmarks (not run by CI): prints tables, writes bench/results/*.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

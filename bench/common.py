@@ -1,0 +1,133 @@
+"""Shared pieces of the benchmark harnesses: machine, percentiles, a recording server, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "hostname_hash": hash(socket.gethostname()) & 0xFFFF,
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    """p50/p99/max of seconds, in milliseconds."""
+    return {
+        "n": len(values),
+        "p50_ms": round(percentile(values, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(values, 0.99) * 1000, 3),
+        "max_ms": round(max(values) * 1000, 3) if values else float("nan"),
+    }
+
+
+def parse_stamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Arrival:
+    path: str
+    arrived: float
+    scheduled_for: float | None
+
+
+class RecordingServer:
+    """HTTP/1.1 keep-alive server on 127.0.0.1 recording each request's arrival time."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.arrivals: list[Arrival] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                arrived = time.time()
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                stamp = self.headers.get("X-Scheduler-Scheduled-For")
+                with server.lock:
+                    server.arrivals.append(Arrival(self.path, arrived, parse_stamp(stamp) if stamp else None))
+                if latency:
+                    time.sleep(latency)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            do_GET = do_POST = _handle
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 4096  # 1,000 clients connect at once
+            daemon_threads = True
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def take(self) -> list[Arrival]:
+        with self.lock:
+            taken, self.arrivals = self.arrivals, []
+        return taken
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def write_result(name: str, document: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **document}, indent=2) + "\n")
+    return path
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.rjust(widths[i]) if i else cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def header(title: str) -> str:
+    info = machine()
+    return f"== {title} ==  ({info['cores']} cores, Python {info['python']}, {info['processor']})"
+
+
+def python() -> str:
+    return sys.executable
