@@ -321,8 +321,10 @@ class FakeServer:
                 body = self.rfile.read(length)
                 try:
                     status, document = fake.handle(self.command, f"http://{self.headers['Host']}{self.path}", body)
-                except UnmatchedRequest as exc:
-                    status, document = 501, error_body(501, "notImplemented", str(exc))
+                except Exception as exc:
+                    # A dropped connection would be retried by the client until its deadline;
+                    # 501 notImplemented is never retried, so the test fails at once and says why.
+                    status, document = 501, error_body(501, "notImplemented", f"fake BigQuery failed: {type(exc).__name__}: {exc}")
                 payload = json.dumps(document).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 from google.api_core import exceptions as api_exceptions
 
 from catalog.bigquery import BigQuerySource, connect, is_transient
-from catalog.errors import CredentialsError
+from catalog.errors import BigQueryError, CredentialsError
 from catalog.models import EntityType, parse_entity_type
 from tests.catalog.conftest import FAST
-from tests.catalog.support import BILLING, FakeBigQuery, Table, UnmatchedRequest, error_body
+from tests.catalog.support import BILLING, FakeBigQuery, FakeServer, Seen, Table, UnmatchedRequest, error_body
 
 
 def test_emulator_host_means_plain_http_and_anonymous_credentials(fake: FakeBigQuery) -> None:
@@ -80,3 +82,28 @@ def test_entity_type_spellings() -> None:
     assert not EntityType.VIEW.has_storage and EntityType.CLONE.has_storage
     with pytest.raises(ValueError, match="unknown BigQuery table_type"):
         parse_entity_type("WORMHOLE")
+
+
+def test_the_developers_variables_do_not_reach_the_tests() -> None:
+    # Run as `CATALOG_MAX_SCAN_BYTES=0 make test`: the in-process CLI tests read os.environ.
+    assert [name for name in os.environ if name.startswith(("CATALOG_", "BIGQUERY_", "GOOGLE_", "SCHEDULER_"))] == []
+
+
+def test_a_bug_in_the_fake_server_fails_at_once_instead_of_being_retried() -> None:
+    fake = FakeBigQuery()
+    fake.add("shop", Table("t"))
+
+    def broken(seen: Seen) -> None:
+        raise KeyError("bug in the fake")
+
+    fake.before_query = broken
+    running = FakeServer(fake)
+    source = connect(BILLING, None, emulator_endpoint=f"http://{running.host}")  # the default 60 s retry deadline
+    started = time.monotonic()
+    try:
+        with pytest.raises(BigQueryError, match="KeyError"):
+            source.query("SELECT table_name, table_type, ddl FROM `data-proj`.`shop`.INFORMATION_SCHEMA.TABLES")
+    finally:
+        source.close()
+        running.close()
+    assert time.monotonic() - started < 5 and fake.http_requests == 1
