@@ -23,6 +23,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY
 
 from catalog.errors import BigQueryError, CredentialsError
 
@@ -31,6 +32,8 @@ logger = logging.getLogger("catalog.bigquery")
 SCOPES = ("https://www.googleapis.com/auth/bigquery",)
 TRANSIENT_REASONS = frozenset({"rateLimitExceeded", "backendError", "internalError"})
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A query job BigQuery accepted and then failed for one of these is worth running again.
+JOB_RETRY_REASONS = frozenset({"jobBackendError", "jobInternalError", "jobRateLimitExceeded"})
 # Reasons that will fail again however often we ask, whatever the status says.
 PERMANENT_REASONS = frozenset({
     "quotaExceeded", "accessDenied", "notFound", "invalidQuery", "invalid", "billingNotEnabled", "responseTooLarge",
@@ -69,6 +72,13 @@ def is_transient(exc: BaseException) -> bool:
             return False
         return exc.code in TRANSIENT_STATUSES
     return isinstance(exc, (requests.ConnectionError, requests.Timeout))
+
+
+def is_transient_job_failure(exc: BaseException) -> bool:
+    """A failed query job worth running again: what is_transient says, plus BigQuery's job* reasons."""
+    if isinstance(exc, api_exceptions.RetryError) and exc.cause is not None:
+        exc = exc.cause
+    return is_transient(exc) or reason_of(exc) in JOB_RETRY_REASONS
 
 
 def _translate(exc: BaseException, policy: RetryPolicy) -> BigQueryError:
@@ -145,6 +155,11 @@ class BigQuerySource:
             predicate=is_transient, initial=policy.initial, maximum=policy.maximum,
             multiplier=policy.multiplier, timeout=policy.deadline, on_error=self._log_retry,
         )
+        # A job that was accepted and then failed (backendError, rateLimitExceeded, ...) runs again, as a new
+        # job, within the same deadline; the request retry above never sees that failure.
+        self._job_retry = DEFAULT_JOB_RETRY.with_predicate(is_transient_job_failure).with_timeout(policy.deadline).with_delay(
+            initial=policy.initial, maximum=policy.maximum, multiplier=policy.multiplier,
+        )
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         with self._calls_lock:
@@ -167,13 +182,15 @@ class BigQuerySource:
         )
         try:
             rows = self.client.query_and_wait(
-                sql, job_config=config, location=self.location, retry=self._retry,
-                job_retry=None,  # type: ignore[arg-type]  # None disables job retries, as documented
+                sql, job_config=config, location=self.location, retry=self._retry, job_retry=self._job_retry,
                 api_timeout=self.policy.request_timeout, wait_timeout=self.policy.query_timeout,
             )
             return [dict(row.items()) for row in rows]
         except _FAILURES as exc:
             raise _translate(exc, self.policy) from None
+        except TimeoutError:  # concurrent.futures.TimeoutError: waited query_timeout; the client cancels the job
+            message = f"BigQuery query did not finish within {self.policy.query_timeout:g}s (cancel requested)"
+            raise BigQueryError(message, reason="timeout", status=None, permanent=False) from None
 
     def get_table(self, project: str, dataset: str, table: str) -> TableFacts:
         reference = bigquery.TableReference(bigquery.DatasetReference(project, dataset), table)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.bigquery import BigQuerySource, RetryPolicy, connect
-from catalog.cache import Cache, stamp
+from catalog.cache import ERROR_MSG_LIMIT, Cache, stamp
 from catalog.errors import BigQueryError, RefreshFailed
 from catalog.fetch import DatasetResult, Sizes, fetch_dataset, fetch_region_storage
 from catalog.models import TrackedTable
@@ -98,9 +98,14 @@ class Refresher:
         storage = self._region_storage(units)
         workers = max(1, min(self.concurrency, len(units)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catalog-refresh") as pool:
-            futures = [pool.submit(self._refresh_unit, unit, storage.get(unit.project)) for unit in units]
-            for future in futures:
-                for table_id, outcome, message in future.result():
+            futures = [(unit, pool.submit(self._refresh_unit, unit, storage.get(unit.project))) for unit in units]
+            for unit, future in futures:
+                try:
+                    outcomes = future.result()
+                except Exception as exc:  # a bug or a surprise in one dataset must not abort the others
+                    logger.exception("dataset %s.%s: unexpected error", unit.project, unit.dataset)
+                    outcomes = self._fail_unit(unit, f"unexpected error: {type(exc).__name__}: {exc}")
+                for table_id, outcome, message in outcomes:
                     summary.total += 1
                     if outcome == "succeeded":
                         summary.succeeded += 1
@@ -144,8 +149,11 @@ class Refresher:
             result = fetch_dataset(self.source, unit.project, unit.dataset, names, sizes)
         except BigQueryError as exc:
             logger.warning("dataset %s.%s failed: %s", unit.project, unit.dataset, exc)
-            return [self._fail(table, str(exc)) for table in self._known_tables(unit)]
+            return self._fail_unit(unit, exc.summary)
         return self._record(unit, result)
+
+    def _fail_unit(self, unit: _Unit, message: str) -> list[tuple[str, str, str]]:
+        return [self._fail(table, message) for table in self._known_tables(unit)]
 
     def _known_tables(self, unit: _Unit) -> list[TrackedTable]:
         tables = dict(unit.tables)
@@ -165,7 +173,7 @@ class Refresher:
             outcomes.append((table.id, "succeeded", ""))
         for name, error in result.errors.items():
             failed = tables.pop(name, None) or discovered_table(unit.project, unit.dataset, name)
-            outcomes.append(self._fail(failed, str(error)))
+            outcomes.append(self._fail(failed, error.summary))
         for table in tables.values():
             # Not in INFORMATION_SCHEMA.TABLES: BigQuery had nothing to say about it.
             message = (
@@ -178,6 +186,8 @@ class Refresher:
         return outcomes
 
     def _fail(self, table: TrackedTable, message: str) -> tuple[str, str, str]:
+        """The stable text (no request URL or job id: the same failure always reads the same), at most 512 characters."""
+        message = message[:ERROR_MSG_LIMIT]
         self.cache.record_error(table, message, self.clock())
         logger.warning("table %s failed: %s", table.id, message)
         return (table.id, "failed", message)

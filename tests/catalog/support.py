@@ -1,7 +1,8 @@
 """A fake BigQuery REST API for the catalog tests.
 
 ``FakeBigQuery.handle`` answers jobs.query, jobs.get, jobs.getQueryResults
-(pagination), tables.get and dry runs (jobs.insert with ``dryRun``) in
+(pagination, and waiting for a job that is not done), jobs.cancel, tables.get
+and dry runs (jobs.insert with ``dryRun``) in
 BigQuery's real wire format (``schema.fields``,
 ``rows`` as ``{"f": [{"v": ...}]}``, ``jobComplete``, ``totalRows``,
 ``pageToken``; errors as ``{"error": {"code", "message", "errors": [{"reason"}]}}``).
@@ -117,6 +118,11 @@ class FakeBigQuery:
         # What a dry run answers: statistics.query.totalBytesProcessed(Accuracy).
         self.scan_bytes = 123456789
         self.scan_accuracy: str | None = None
+        # Queries accepted as a job that never finishes (stall) or that then fails (fail_job).
+        self.stalls: list[tuple[str, str | None]] = []
+        self.job_failures: list[Failure] = []
+        self.jobs: dict[str, dict[str, Any]] = {}  # job id -> its status, for jobs not done at once
+        self.cancelled: list[str] = []
 
     # -- arranging -----------------------------------------------------------
     def add(self, dataset: str, *tables: Table, project: str = PROJECT) -> None:
@@ -128,6 +134,15 @@ class FakeBigQuery:
     def fail(self, kind: str, *, dataset: str | None = None, table: str | None = None,
              status: int = 403, reason: str = "rateLimitExceeded", times: int = 1, message: str | None = None) -> None:
         self.failures.append(Failure(kind, dataset, table, status, reason, times, message))
+
+    def stall(self, kind: str, *, dataset: str | None = None) -> None:
+        """Queries of ``kind`` (on ``dataset``) are accepted and then never finish."""
+        self.stalls.append((kind, dataset))
+
+    def fail_job(self, kind: str, *, dataset: str | None = None, reason: str = "backendError", times: int = 1,
+                 message: str | None = None) -> None:
+        """The next ``times`` queries of ``kind`` are accepted, then the job fails with ``reason``."""
+        self.job_failures.append(Failure(kind, dataset, None, 500, reason, times, message))
 
     def kinds(self) -> list[str]:
         with self.lock:
@@ -144,19 +159,61 @@ class FakeBigQuery:
             return self._query(json.loads(body or b"{}"))
         if method == "POST" and path == f"/projects/{self.billing}/jobs":
             return self._dry_run(json.loads(body or b"{}"))
-        match = re.fullmatch(rf"/projects/{re.escape(self.billing)}/jobs/([\w-]+)", path)
-        if method == "GET" and match:
+        match = re.fullmatch(rf"/projects/{re.escape(self.billing)}/jobs/([\w-]+)(/cancel)?", path)
+        if match:
             job = match.group(1)
-            return 200, {"jobReference": {"projectId": self.billing, "jobId": job}, "status": {"state": "DONE"},
-                         "configuration": {"query": {"query": "SELECT"}}}
+            if method == "POST" and match.group(2):
+                with self.lock:
+                    self.cancelled.append(job)
+                    self.jobs[job] = {"state": "DONE"}
+                return 200, {"kind": "bigquery#jobCancelResponse", "job": self._job(job)}
+            if method == "GET" and not match.group(2):
+                return 200, self._job(job)
         match = re.fullmatch(rf"/projects/{re.escape(self.billing)}/queries/([\w-]+)", path)
         if method == "GET" and match and "pageToken" in query:
             with self.lock:
                 return 200, self.pages[f"{match.group(1)}:{query['pageToken'][0]}"]
+        if method == "GET" and match and match.group(1) in self.jobs:
+            return self._waiting(match.group(1))
         match = re.fullmatch(r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", path)
         if method == "GET" and match:
             return self._tables_get(*match.groups())
         raise UnmatchedRequest(f"fake BigQuery does not serve {method} {url}")
+
+    def _job(self, job: str) -> dict[str, Any]:
+        with self.lock:
+            status = self.jobs.get(job, {"state": "DONE"})
+        return {"jobReference": {"projectId": self.billing, "jobId": job, "location": "EU"}, "status": status,
+                "configuration": {"query": {"query": "SELECT"}}}
+
+    def _waiting(self, job: str) -> tuple[int, dict[str, Any]]:
+        """getQueryResults of a job that was not done at once: still running, or failed."""
+        with self.lock:
+            status = self.jobs[job]
+        error = status.get("errorResult")
+        if error:
+            return 500, error_body(500, error["reason"], error["message"])
+        reference = {"projectId": self.billing, "jobId": job, "location": "EU"}
+        return 200, {"kind": "bigquery#getQueryResultsResponse", "jobReference": reference, "jobComplete": False}
+
+    def _accepted_only(self, seen: Seen) -> dict[str, Any] | None:
+        """A jobs.query answer for a job that is not done (stalled or about to fail), else None."""
+        with self.lock:
+            stalled = any(kind == seen.kind and dataset in (None, seen.dataset) for kind, dataset in self.stalls)
+            failure = next((failure for failure in self.job_failures if failure.kind == seen.kind and failure.times > 0
+                            and failure.dataset in (None, seen.dataset)), None)
+            if not stalled and failure is None:
+                return None
+            job = f"job_waiting_{len(self.jobs)}"
+            if stalled:
+                self.jobs[job] = {"state": "RUNNING"}
+            elif failure is not None:
+                failure.times -= 1
+                message = failure.message or f"{failure.reason} (fake job)"
+                self.jobs[job] = {"state": "DONE", "errorResult": {"reason": failure.reason, "message": message},
+                                  "errors": [{"reason": failure.reason, "message": message}]}
+        reference = {"projectId": self.billing, "jobId": job, "location": "EU"}
+        return {"kind": "bigquery#queryResponse", "jobReference": reference, "jobComplete": False}
 
     def _failure(self, kind: str, dataset: str | None, table: str | None) -> tuple[int, dict[str, Any]] | None:
         with self.lock:
@@ -187,6 +244,9 @@ class FakeBigQuery:
             failed = self._failure(seen.kind, dataset, None)
             if failed:
                 return failed
+            accepted = self._accepted_only(seen)
+            if accepted:
+                return 200, accepted
             if seen.kind != "TABLE_STORAGE" and (project, dataset) not in self.datasets:
                 return 404, error_body(404, "notFound", f"Not found: Dataset {project}:{dataset}")
             handlers = {"TABLES": self._rows_tables, "COLUMNS": self._rows_columns,

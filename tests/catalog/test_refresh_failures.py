@@ -1,0 +1,91 @@
+"""Refresh failures that must stay per dataset: slow jobs, failed jobs, crashes, cold datasets, aliases."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from catalog.bigquery import BigQuerySource, connect
+from catalog.settings import CatalogSettings
+from tests.catalog.conftest import FAST
+from tests.catalog.support import BILLING, ENDPOINT, FakeBigQuery, Seen, Table
+from tests.catalog.test_refresh_bigquery import cached, registry_for, run
+
+# Waiting for a query job gives up after half a second.
+IMPATIENT = replace(FAST, query_timeout=0.5)
+
+
+@pytest.fixture
+def impatient(fake: FakeBigQuery) -> Iterator[BigQuerySource]:
+    client = connect(BILLING, None, emulator_endpoint=ENDPOINT, policy=IMPATIENT)
+    yield client
+    client.close()
+
+
+def test_a_query_that_does_not_finish_in_time_fails_its_dataset_only(
+    tmp_path: Path, fake: FakeBigQuery, impatient: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("slow", Table("a"))
+    fake.add("quick", Table("b"))
+    fake.stall("TABLES", dataset="slow")
+    registry = registry_for(tmp_path, {"a": ("slow", "a"), "b": ("quick", "b")})
+
+    started = time.monotonic()
+    summary = run(settings, registry, impatient)
+
+    assert time.monotonic() - started < 10
+    assert (summary.succeeded, summary.failed) == (1, 1)
+    assert summary.failures["a"] == "BigQuery query did not finish within 0.5s (cancel requested)"
+    assert cached(settings, "a").error_msg == summary.failures["a"]
+    assert cached(settings, "b").refreshed_at is not None
+    assert fake.cancelled  # the client cancels the job it stopped waiting for
+
+
+def test_an_unexpected_error_in_one_dataset_fails_that_dataset_only(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("broken", Table("a"))
+    fake.add("fine", Table("b"))
+
+    def crash(seen: Seen) -> None:
+        if seen.dataset == "broken":
+            raise RuntimeError("something nobody expected")
+
+    fake.before_query = crash
+    registry = registry_for(tmp_path, {"a": ("broken", "a"), "b": ("fine", "b")})
+
+    summary = run(settings, registry, source)
+
+    assert (summary.succeeded, summary.failed) == (1, 1)
+    assert summary.failures["a"] == "unexpected error: RuntimeError: something nobody expected"
+    assert cached(settings, "a").error_msg == summary.failures["a"]
+
+
+def test_a_job_that_fails_with_backend_error_after_it_was_accepted_is_run_again(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("shop", Table("orders"))
+    fake.fail_job("COLUMNS", reason="backendError", message="Backend error. Retrying the job may solve the problem.")
+    registry = registry_for(tmp_path, {"orders": ("shop", "orders")})
+
+    summary = run(settings, registry, source)
+
+    assert (summary.succeeded, summary.failed) == (1, 0)
+    assert fake.kinds().count("COLUMNS") == 2  # the failed job, then the new one
+
+
+def test_a_job_that_fails_for_good_is_not_run_again(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("shop", Table("orders"))
+    fake.fail_job("COLUMNS", reason="accessDenied", times=5, message="Access Denied: Table data-proj:shop.orders")
+    registry = registry_for(tmp_path, {"orders": ("shop", "orders")})
+
+    summary = run(settings, registry, source)
+
+    assert summary.failed == 1 and fake.kinds().count("COLUMNS") == 1
+    assert summary.failures["orders"] == "BigQuery 403 accessDenied: Access Denied: Table data-proj:shop.orders"
