@@ -57,11 +57,14 @@ class RefreshSummary:
 
 @dataclass
 class _Unit:
-    """One dataset's work: explicit tables by BigQuery name, and whether to take every table."""
+    """One dataset's work: explicit tables by BigQuery name, and whether to take every table.
+
+    Several registry ids may name one BigQuery table (aliases): each is refreshed and counted.
+    """
 
     project: str
     dataset: str
-    tables: dict[str, TrackedTable] = field(default_factory=dict)
+    tables: dict[str, list[TrackedTable]] = field(default_factory=dict)
     whole: bool = False
 
 
@@ -125,7 +128,7 @@ class Refresher:
                 units[(project, dataset)] = _Unit(project, dataset, whole=True)
         for table in self.registry.tables if only is None else only:
             unit = units.setdefault(table.location, _Unit(table.project, table.dataset))
-            unit.tables[table.table] = table
+            unit.tables.setdefault(table.table, []).append(table)
         return list(units.values())
 
     def _region_storage(self, units: list[_Unit]) -> dict[str, dict[str, Sizes]]:
@@ -153,28 +156,36 @@ class Refresher:
         return self._record(unit, result)
 
     def _fail_unit(self, unit: _Unit, message: str) -> list[tuple[str, str, str]]:
-        return [self._fail(table, message) for table in self._known_tables(unit)]
+        known = self._known_tables(unit)
+        outcomes = [self._fail(table, message) for tables in known.values() for table in tables]
+        if unit.whole and not any(table.discovered for tables in known.values() for table in tables):
+            # Tracked whole, and none of its tables is known yet: no row would carry the failure.
+            key = f"dataset:{unit.project}.{unit.dataset}"
+            logger.warning("%s failed before any of its tables was known: %s", key, message)
+            outcomes.append((key, "failed", message[:ERROR_MSG_LIMIT]))
+        return outcomes
 
-    def _known_tables(self, unit: _Unit) -> list[TrackedTable]:
-        tables = dict(unit.tables)
+    def _known_tables(self, unit: _Unit) -> dict[str, list[TrackedTable]]:
+        """BigQuery name -> the tracked tables (registry ids, or the discovered one) it stands for."""
+        tables = {name: list(tracked) for name, tracked in unit.tables.items()}
         if unit.whole:
             for row in self.cache.rows():
                 if (row.project, row.dataset) == (unit.project, unit.dataset) and row.id == f"{row.dataset}.{row.table}":
-                    tables.setdefault(row.table, discovered_table(unit.project, unit.dataset, row.table))
-        return list(tables.values())
+                    tables.setdefault(row.table, [discovered_table(unit.project, unit.dataset, row.table)])
+        return tables
 
     def _record(self, unit: _Unit, result: DatasetResult) -> list[tuple[str, str, str]]:
         now = self.clock()
         outcomes: list[tuple[str, str, str]] = []
-        tables = {table.table: table for table in self._known_tables(unit)}
+        tables = self._known_tables(unit)
         for name, meta in result.tables.items():
-            table = tables.pop(name, None) or discovered_table(unit.project, unit.dataset, name)
-            self.cache.record_success(table, meta, now)
-            outcomes.append((table.id, "succeeded", ""))
+            for table in tables.pop(name, None) or [discovered_table(unit.project, unit.dataset, name)]:
+                self.cache.record_success(table, meta, now)
+                outcomes.append((table.id, "succeeded", ""))
         for name, error in result.errors.items():
-            failed = tables.pop(name, None) or discovered_table(unit.project, unit.dataset, name)
-            outcomes.append(self._fail(failed, error.summary))
-        for table in tables.values():
+            for failed in tables.pop(name, None) or [discovered_table(unit.project, unit.dataset, name)]:
+                outcomes.append(self._fail(failed, error.summary))
+        for table in (table for group in tables.values() for table in group):
             # Not in INFORMATION_SCHEMA.TABLES: BigQuery had nothing to say about it.
             message = (
                 f"BigQuery returned no metadata: {unit.dataset}.{table.table} is not in "

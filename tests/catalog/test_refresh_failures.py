@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from catalog.bigquery import BigQuerySource, connect
+from catalog.errors import RefreshFailed
+from catalog.refresh import refresh, refresh_all
 from catalog.settings import CatalogSettings
 from tests.catalog.conftest import FAST
 from tests.catalog.support import BILLING, ENDPOINT, FakeBigQuery, Seen, Table
@@ -89,3 +91,44 @@ def test_a_job_that_fails_for_good_is_not_run_again(
 
     assert summary.failed == 1 and fake.kinds().count("COLUMNS") == 1
     assert summary.failures["orders"] == "BigQuery 403 accessDenied: Access Denied: Table data-proj:shop.orders"
+
+
+def test_a_dataset_tracked_whole_that_fails_on_a_cold_cache_is_a_failure(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("analytics", Table("sessions"))
+    fake.fail("TABLES", dataset="analytics", status=403, reason="accessDenied", message="Access Denied: Dataset analytics")
+    registry = registry_for(tmp_path, {}, datasets="analytics")
+
+    with pytest.raises(RefreshFailed) as caught:
+        refresh_all(settings=settings, registry=registry, source=source, env={})
+
+    summary = caught.value.summary
+    assert (summary.total, summary.failed) == (1, 1)  # type: ignore[attr-defined]
+    assert summary.failures == {  # type: ignore[attr-defined]
+        "dataset:data-proj.analytics": "BigQuery 403 accessDenied: Access Denied: Dataset analytics"}
+
+    # Once its tables are known, they fail one by one instead.
+    assert run(settings, registry, source).succeeded == 1
+    fake.fail("TABLES", dataset="analytics", status=403, reason="accessDenied", message="Access Denied: Dataset analytics")
+    again = run(settings, registry, source)
+    assert list(again.failures) == ["analytics.sessions"]
+
+
+def test_two_registry_ids_for_one_table_are_both_refreshed(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("shop", Table("orders", rows=7))
+    registry = registry_for(tmp_path, {"orders": ("shop", "orders"), "orders_alias": ("shop", "orders"), "gone": ("shop", "x"),
+                                       "gone_too": ("shop", "x")})
+
+    summary = run(settings, registry, source)
+
+    assert (summary.total, summary.succeeded, summary.no_data) == (4, 2, 2)
+    assert cached(settings, "orders").rows == cached(settings, "orders_alias").rows == 7
+    assert "returned no metadata" in cached(settings, "gone_too").error_msg
+    assert next(seen for seen in fake.seen if seen.kind == "TABLES").params["tables"] == ["orders", "x"]  # asked once
+
+    fake.fail("COLUMNS", dataset="shop", status=403, reason="accessDenied")
+    failed = refresh(["orders", "ORDERS_ALIAS"], settings=settings, registry=registry, source=source, env={})
+    assert sorted(failed.failures) == ["orders", "orders_alias"]
