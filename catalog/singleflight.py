@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from catalog.errors import CacheError
+
 
 @dataclass(frozen=True)
 class Holder:
@@ -37,14 +39,21 @@ def lock_path(db_path: Path) -> Path:
 
 class RefreshLock:
     def __init__(self, db_path: Path, run_id: str, started_at: str) -> None:
+        self.db_path = db_path
         self.path = lock_path(db_path)
         self.run_id = run_id
         self.started_at = started_at
         self._file: IO[str] | None = None
 
     def __enter__(self) -> RefreshLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # held open until __exit__: the lock lives as long as the descriptor
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # held open until __exit__: the lock lives as long as the descriptor
+        except OSError as exc:
+            raise CacheError(
+                str(self.db_path), f"cannot create its refresh lock {self.path}: {exc.strerror or exc}",
+                "check the path and its permissions (CATALOG_DB)",
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -8,7 +8,11 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from catalog.bigquery import BigQuerySource
+from catalog.cli import main
+from catalog.errors import CacheError
 from catalog.refresh import RefreshSummary, refresh, refresh_all
 from catalog.registry import load_registry
 from catalog.settings import CatalogSettings
@@ -113,3 +117,26 @@ def test_refresh_all_is_a_valid_scheduler_call_job(tmp_path: Path) -> None:
     )
     [spec] = load_catalogue(jobs, {}, "http://localhost:8000")
     assert spec.target.function is refresh_all  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("db_path", ["/proc/x.sqlite", "/dev/null/x.sqlite"])
+def test_an_unusable_cache_folder_is_a_cache_error_naming_the_path(
+    db_path: str, tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    registry = _registry(tmp_path, ["shop"])
+    with pytest.raises(CacheError) as caught:
+        refresh(settings=replace(settings, db_path=Path(db_path)), registry=registry, source=source, env={})
+    assert str(caught.value).startswith(f"catalog cache {db_path}: cannot create its refresh lock {db_path}.refresh.lock: ")
+    assert fake.http_requests == 0
+
+
+def test_catalog_refresh_with_an_unusable_cache_folder_exits_2_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_registry(tmp_path, "bigquery: {project: data-proj}\ntables: {t: {dataset: shop, table: t}}\n")
+    monkeypatch.setenv("CATALOG_CONFIG", str(tmp_path / "catalog.yaml"))
+    monkeypatch.setenv("CATALOG_DB", "/dev/null/x.sqlite")
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9")  # never reached
+    assert main(["refresh"]) == 2
+    err = capsys.readouterr().err
+    assert "catalog cache /dev/null/x.sqlite: cannot create its refresh lock" in err and "Traceback" not in err
