@@ -100,6 +100,10 @@ def _hint(path: str, registry: Registry) -> str | None:
 def unregistered_suggestion(paths: list[str], registry: Registry) -> str:
     """The text for ``bq_path_not_registered``: a close tracked name when there is one, else how to track it."""
     hints = [hint for hint in (_hint(path, registry) for path in paths) if hint]
+    wildcards = [path for path in paths if path.endswith("*")]
+    if wildcards:
+        hints.append(f"wildcard tables ({', '.join(wildcards)}) are not supported by the guard: it cannot tell which "
+                     "tables they match; name the tables (a UNION ALL of tracked tables) instead.")
     lead = " ".join(hint[0].upper() + hint[1:] for hint in hints)
     rest = (
         "The guard only estimates tables tracked in the catalog registry: query a tracked table ('catalog list' shows them, "

@@ -3,8 +3,11 @@
 Parsed with sqlglot's BigQuery dialect. A table is a registry id written as a
 bare name (ids ignore case), ``dataset.table`` or ``project.dataset.table``
 (backticked whole, per part, or plain; BigQuery paths match exactly). CTE
-names and UNNEST aliases (explicit, or implicit as in ``FROM t, t.items``)
-are not tables.
+names (where the CTE is visible: resolved by scope) and UNNEST aliases
+(explicit, or implicit as in ``FROM t, t.items`` or ``JOIN t.items``, where
+``t`` is a table of the same or an enclosing query) are not tables. A name
+BigQuery could not track, such as a wildcard table ``events_*``, is never a
+tracked table.
 
 The rewrite replaces each bare registry id and each tracked ``dataset.table``
 by its full backticked path, in place: every other character of the
@@ -18,10 +21,11 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from sqlglot.errors import ParseError, SqlglotError, TokenError
+from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from catalog.errors import InvalidSql
-from catalog.identifiers import full_path
+from catalog.identifiers import full_path, table_problem
 from catalog.models import TrackedTable
 from catalog.refresh import discovered_table
 from catalog.registry import Registry
@@ -73,6 +77,8 @@ class _Resolver:
 
     def path(self, project: str | None, dataset: str, name: str) -> TrackedTable | None:
         """An exact BigQuery path; ``project`` None for ``dataset.table``."""
+        if table_problem(name):  # e.g. a wildcard table: not a table the registry can track
+            return None
         for table in self.registry.tables:
             if (table.dataset, table.table) == (dataset, name) and project in (None, table.project):
                 return table
@@ -92,8 +98,31 @@ def _span(table: exp.Table) -> tuple[int, int] | None:
     return min(offsets[:len(starts)]), max(offsets[len(starts):])
 
 
-def _is_cte_reference(table: exp.Table, ctes: set[str]) -> bool:
-    return not table.db and not table.catalog and table.name.lower() in ctes
+def _not_tables(statement: exp.Expr) -> set[int] | None:
+    """ids of the Table nodes that are CTE references or array paths, by scope; None when sqlglot cannot scope it."""
+    try:
+        scopes = traverse_scope(statement)
+    except SqlglotError:
+        return None
+    skipped: set[int] = set()
+    for scope in scopes:
+        ctes = {name.lower() for name in scope.cte_sources}  # CTE names and aliases ignore case in BigQuery
+        for table in scope.tables:
+            if not table.catalog and not table.db and table.name.lower() in ctes:
+                skipped.add(id(table))
+            elif not table.catalog and table.db and _is_source_alias(scope, table):
+                skipped.add(id(table))  # FROM t JOIN t.items: an implicit UNNEST of t's array column
+    return skipped
+
+
+def _is_source_alias(scope: Scope | None, table: exp.Table) -> bool:
+    """``table.db`` names another table of this query or of an enclosing one (a correlated array path)."""
+    wanted = table.db.lower()
+    while scope is not None:
+        if any(name.lower() == wanted and source is not table for name, source in scope.sources.items()):
+            return True
+        scope = scope.parent
+    return False
 
 
 def find_targets(sql: str, registry: Registry) -> Targets:
@@ -104,6 +133,7 @@ def find_targets(sql: str, registry: Registry) -> Targets:
     edits: list[tuple[int, int, str]] = []
     for statement in statements:
         ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+        scoped = _not_tables(statement)
         found.has_limit = found.has_limit or statement.find(exp.Limit) is not None
         found.selects_star = found.selects_star or any(
             isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
@@ -111,8 +141,12 @@ def find_targets(sql: str, registry: Registry) -> Targets:
         )
         # In the order they are written, not the order of sqlglot's tree walk.
         for table in sorted(statement.find_all(exp.Table), key=lambda node: (_span(node) or (0, 0))[0]):
-            if not isinstance(table.this, exp.Identifier) or _is_cte_reference(table, ctes):
-                continue  # a table-valued function, or a CTE
+            if not isinstance(table.this, exp.Identifier):
+                continue  # a table-valued function
+            if id(table) in (scoped or set()):
+                continue  # a CTE, or an array path
+            if _outside_scopes(table, scoped, ctes):
+                continue  # a CTE name, where sqlglot could not tell scopes
             edit = _classify(table, sql, resolver, found)
             if edit is not None:
                 edits.append(edit)
@@ -121,6 +155,11 @@ def find_targets(sql: str, registry: Registry) -> Targets:
         rewritten = rewritten[:start] + text + rewritten[end + 1:]
     found.rewritten = rewritten
     return found
+
+
+def _outside_scopes(table: exp.Table, scoped: set[int] | None, ctes: set[str]) -> bool:
+    """Without scopes (sqlglot could not build them), any CTE name of the statement counts as a CTE."""
+    return scoped is None and not table.db and not table.catalog and table.name.lower() in ctes
 
 
 def _classify(table: exp.Table, sql: str, resolver: _Resolver, found: Targets) -> tuple[int, int, str] | None:

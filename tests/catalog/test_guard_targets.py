@@ -1,0 +1,87 @@
+"""Which names in a query are tables: array paths through JOIN, CTEs by scope, wildcard tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from catalog.bigquery import BigQuerySource
+from catalog.cache import Cache
+from catalog.errors import PathNotRegistered
+from catalog.guard import check_query
+from catalog.registry import Registry, load_registry
+from catalog.settings import CatalogSettings
+from tests.catalog.support import FakeBigQuery, write_registry
+
+REGISTRY = """
+    bigquery: {project: data-proj, billing_project: bill-proj}
+    tables:
+      unit_economics: {dataset: finance, table: unit_economics}
+      orders: {dataset: sales, table: orders_v}
+    datasets: [analytics]
+"""
+ECONOMICS = "`data-proj.finance.unit_economics`"
+ORDERS = "`data-proj.sales.orders_v` AS orders"
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return load_registry(write_registry(tmp_path, REGISTRY), {})
+
+
+@pytest.fixture
+def cache(settings: CatalogSettings) -> Iterator[Cache]:
+    with Cache(settings.db_path) as opened:
+        yield opened
+
+
+@pytest.mark.parametrize(("sql", "sent"), [
+    ("SELECT * FROM unit_economics AS u JOIN u.items AS i ON TRUE", f"SELECT * FROM {ECONOMICS} AS u JOIN u.items AS i ON TRUE"),
+    ("SELECT * FROM unit_economics u LEFT JOIN u.items", f"SELECT * FROM {ECONOMICS} u LEFT JOIN u.items"),
+    ("SELECT * FROM unit_economics AS U JOIN u.items ON TRUE", f"SELECT * FROM {ECONOMICS} AS U JOIN u.items ON TRUE"),
+    ("SELECT (SELECT COUNT(*) FROM u.items) AS n FROM unit_economics AS u",
+     f"SELECT (SELECT COUNT(*) FROM u.items) AS n FROM {ECONOMICS} AS u"),
+])
+def test_an_array_path_through_an_alias_is_not_a_table(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str, sent: str,
+) -> None:
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == ["finance.unit_economics"] and result.sql == sent
+    assert fake.kinds() == ["dry_run"]
+
+
+@pytest.mark.parametrize(("sql", "sent"), [
+    # The CTE lives inside the derived table; the outer orders is the registry id.
+    ("SELECT * FROM (WITH orders AS (SELECT 1 AS a) SELECT * FROM orders) JOIN orders USING (a)",
+     f"SELECT * FROM (WITH orders AS (SELECT 1 AS a) SELECT * FROM orders) JOIN {ORDERS} USING (a)"),
+    ("SELECT (SELECT COUNT(*) FROM orders) AS n FROM (WITH orders AS (SELECT 1) SELECT * FROM orders)",
+     f"SELECT (SELECT COUNT(*) FROM {ORDERS}) AS n FROM (WITH orders AS (SELECT 1) SELECT * FROM orders)"),
+    ("WITH Orders AS (SELECT 1 AS a) SELECT * FROM orders JOIN unit_economics USING (a)",
+     f"WITH Orders AS (SELECT 1 AS a) SELECT * FROM orders JOIN {ECONOMICS} USING (a)"),
+    # A (non-recursive) CTE is not visible in its own body.
+    ("WITH orders AS (SELECT * FROM orders) SELECT * FROM orders",
+     f"WITH orders AS (SELECT * FROM {ORDERS}) SELECT * FROM orders"),
+])
+def test_cte_names_hide_a_registry_id_only_where_they_are_visible(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str, sent: str,
+) -> None:
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert result.sql == sent and result.tables == (["finance.unit_economics"] if "Orders" in sql else ["sales.orders_v"])
+
+
+@pytest.mark.parametrize("path", ["`analytics.events_*`", "`data-proj.analytics.events_*`", "analytics.`events_2026*`"])
+def test_a_wildcard_table_is_refused_as_not_registered_not_a_crash(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, path: str,
+) -> None:
+    sql = f"SELECT * FROM {path} WHERE _TABLE_SUFFIX > '2026'"
+    with pytest.raises(PathNotRegistered) as caught:
+        check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert caught.value.detail["paths"] == [path.replace("`", "")]
+    assert "Wildcard tables" in str(caught.value.detail["suggestion"])
+    assert fake.http_requests == 0
+
+    off = check_query(sql, settings=replace(settings, max_scan_bytes=0), registry=registry, source=source, cache=cache)
+    assert off.untracked_tables == [path.replace("`", "")] and off.scan_bytes is None
