@@ -4,6 +4,10 @@ WAL mode, so readers never block a refresh and several processes can share
 the file. The schema is versioned with ``PRAGMA user_version`` and migrated
 forward when the file is opened. ``[]`` and null stay distinct: lists are
 stored as JSON text and NULL means "never learned".
+
+Rows are keyed by ``cache_key(id)``: a registry id ignores case, while a
+discovered ``dataset.table`` id is a BigQuery path and keeps it, so
+``analytics.Events`` and ``analytics.events`` are two rows.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from catalog.models import CatalogRow, EntityType, PartitionRange, TableMetadata
 logger = logging.getLogger("catalog.cache")
 
 ERROR_MSG_LIMIT = 512
+
+def cache_key(table_id: str) -> str:
+    """The row key: registry ids (never a dot) ignore case; ``dataset.table`` ids are BigQuery paths and keep it."""
+    return table_id if "." in table_id else table_id.lower()
+
 
 # MIGRATIONS[n] takes a file from user_version n to n + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -48,6 +57,35 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE tables ADD COLUMN known_columns TEXT",
         "ALTER TABLE tables ADD COLUMN partition_type TEXT",
         "ALTER TABLE tables ADD COLUMN partition_range TEXT",
+    ),
+    # 3: keyed by cache_key(id), not by id COLLATE NOCASE, which merged analytics.Events into analytics.events.
+    (
+        """CREATE TABLE tables_v3 (
+            key TEXT PRIMARY KEY,
+            id TEXT NOT NULL,
+            project TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            table_name TEXT NOT NULL,
+            rows INTEGER,
+            size_bytes INTEGER,
+            partition_by TEXT,
+            clustered_by TEXT,
+            refreshed_at TEXT,
+            error_at TEXT,
+            error_msg TEXT,
+            entity_type TEXT,
+            known_columns TEXT,
+            partition_type TEXT,
+            partition_range TEXT
+        )""",
+        """INSERT INTO tables_v3 (key, id, project, dataset, table_name, rows, size_bytes, partition_by,
+               clustered_by, refreshed_at, error_at, error_msg, entity_type, known_columns, partition_type, partition_range)
+           SELECT CASE WHEN instr(id, '.') > 0 THEN id ELSE lower(id) END, id, project, dataset, table_name, rows,
+               size_bytes, partition_by, clustered_by, refreshed_at, error_at, error_msg, entity_type, known_columns,
+               partition_type, partition_range
+           FROM tables""",
+        "DROP TABLE tables",
+        "ALTER TABLE tables_v3 RENAME TO tables",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -137,10 +175,10 @@ class Cache:
         """Write every field from the fetch and clear any error."""
         bounds = meta.partition_range
         self._execute(
-            """INSERT INTO tables (id, project, dataset, table_name, rows, size_bytes, partition_by, clustered_by,
+            """INSERT INTO tables (key, id, project, dataset, table_name, rows, size_bytes, partition_by, clustered_by,
                    refreshed_at, error_at, error_msg, entity_type, known_columns, partition_type, partition_range)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)
-               ON CONFLICT(id) DO UPDATE SET
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)
+               ON CONFLICT(key) DO UPDATE SET
                    id = excluded.id, project = excluded.project, dataset = excluded.dataset,
                    table_name = excluded.table_name, rows = excluded.rows, size_bytes = excluded.size_bytes,
                    partition_by = excluded.partition_by, clustered_by = excluded.clustered_by,
@@ -148,7 +186,7 @@ class Cache:
                    entity_type = excluded.entity_type, known_columns = excluded.known_columns,
                    partition_type = excluded.partition_type, partition_range = excluded.partition_range""",
             (
-                table.id, table.project, table.dataset, table.table, meta.rows, meta.size_bytes, meta.partition_by,
+                cache_key(table.id), table.id, table.project, table.dataset, table.table, meta.rows, meta.size_bytes, meta.partition_by,
                 json.dumps(meta.clustered_by), stamp(at), meta.entity_type.value, json.dumps(meta.known_columns),
                 meta.partition_type, json.dumps([bounds.start, bounds.end, bounds.interval]) if bounds else None,
             ),
@@ -157,9 +195,9 @@ class Cache:
     def record_error(self, table: TrackedTable, message: str, at: datetime) -> None:
         """Touch only error_at/error_msg; the last good data stays."""
         self._execute(
-            """INSERT INTO tables (id, project, dataset, table_name, error_at, error_msg) VALUES (?, ?, ?, ?, ?, ?)
-               ON CONFLICT(id) DO UPDATE SET error_at = excluded.error_at, error_msg = excluded.error_msg""",
-            (table.id, table.project, table.dataset, table.table, stamp(at), message[:ERROR_MSG_LIMIT]),
+            """INSERT INTO tables (key, id, project, dataset, table_name, error_at, error_msg) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(key) DO UPDATE SET error_at = excluded.error_at, error_msg = excluded.error_msg""",
+            (cache_key(table.id), table.id, table.project, table.dataset, table.table, stamp(at), message[:ERROR_MSG_LIMIT]),
         )
 
     def record_lookup(self, table: TrackedTable, entity_type: EntityType, partition_by: str | None, clustered_by: list[str]) -> None:
@@ -168,18 +206,24 @@ class Cache:
         refreshed_at stays as it was, so a row known only this way is still ``never_fetched``.
         """
         self._execute(
-            """INSERT INTO tables (id, project, dataset, table_name, entity_type, partition_by, clustered_by)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(id) DO UPDATE SET
+            """INSERT INTO tables (key, id, project, dataset, table_name, entity_type, partition_by, clustered_by)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(key) DO UPDATE SET
                    entity_type = COALESCE(tables.entity_type, excluded.entity_type),
                    partition_by = COALESCE(tables.partition_by, excluded.partition_by),
                    clustered_by = COALESCE(tables.clustered_by, excluded.clustered_by)""",
-            (table.id, table.project, table.dataset, table.table, entity_type.value, partition_by, json.dumps(clustered_by)),
+            (cache_key(table.id), table.id, table.project, table.dataset, table.table, entity_type.value, partition_by,
+             json.dumps(clustered_by)),
         )
 
     def get(self, table_id: str) -> CatalogRow | None:
-        rows = self._execute("SELECT * FROM tables WHERE id = ?", (table_id,))
+        """The row of a registry id (any case) or of a discovered ``dataset.table`` (exact)."""
+        rows = self._execute("SELECT * FROM tables WHERE key = ?", (cache_key(table_id),))
         return _row(rows[0]) if rows else None
+
+    def find_ignoring_case(self, table_id: str) -> list[CatalogRow]:
+        """Every row whose id equals ``table_id`` ignoring case (several for ``dataset.table`` ids differing in case)."""
+        return [_row(row) for row in self._execute("SELECT * FROM tables WHERE id = ? COLLATE NOCASE ORDER BY id", (table_id,))]
 
     def rows(self) -> list[CatalogRow]:
         return [_row(row) for row in self._execute("SELECT * FROM tables ORDER BY id")]

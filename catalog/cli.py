@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from catalog.cache import Cache, stamp
+from catalog.cache import Cache, cache_key, stamp
 from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
 from catalog.guard import check_query
 from catalog.models import CatalogRow, TrackedTable
@@ -58,8 +58,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 def _tables_and_rows(cache: Cache, registry: Registry) -> list[tuple[TrackedTable, CatalogRow | None]]:
     """Every tracked table with its cache row, from one read of the cache (not one query per table)."""
     cached = cache.rows()
-    by_id = {row.id: row for row in cached}
-    return [(table, by_id.get(table.id)) for table in tracked_tables(registry, cache, cached)]
+    by_key = {cache_key(row.id): row for row in cached}
+    return [(table, by_key.get(cache_key(table.id))) for table in tracked_tables(registry, cache, cached)]
 
 
 @contextmanager

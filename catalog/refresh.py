@@ -81,9 +81,16 @@ def resolve(registry: Registry, table_id: str, cache: Cache | None = None) -> Tr
     for project, tracked in registry.datasets:
         if dot and name and tracked.lower() == dataset.lower():
             # BigQuery table names are case-sensitive; a known row knows the real spelling.
-            row = cache.get(table_id) if cache is not None else None
-            return discovered_table(project, tracked, row.table if row is not None else name)
+            return discovered_table(project, tracked, _spelling(cache, project, tracked, name))
     return registry.require(table_id, [f"{dataset}.*" for _, dataset in registry.datasets])
+
+
+def _spelling(cache: Cache | None, project: str, dataset: str, name: str) -> str:
+    """The cached table name ``name`` means: the exact one, else the only one differing in case, else ``name``."""
+    rows = [row for row in (cache.find_ignoring_case(f"{dataset}.{name}") if cache is not None else [])
+            if (row.project, row.dataset) == (project, dataset) and row.id == f"{row.dataset}.{row.table}"]
+    names = [row.table for row in rows]
+    return name if name in names or len(names) != 1 else names[0]
 
 
 class Refresher:

@@ -52,10 +52,13 @@ def tracked_tables(registry: Registry, cache: Cache, cached: list[CatalogRow] | 
 
 
 def find_tracked(registry: Registry, cache: Cache, table_id: str) -> TrackedTable:
-    """A tracked table by id, ignoring case; UnknownTableError (with a did-you-mean) otherwise."""
+    """A tracked table by id: exactly as written, else ignoring case; UnknownTableError (with a did-you-mean) otherwise.
+
+    Exact first: ``analytics.Events`` and ``analytics.events`` can both be tracked (BigQuery names keep case).
+    """
     tables = tracked_tables(registry, cache)
     wanted = table_id.lower()
-    for table in tables:
+    for table in sorted(tables, key=lambda table: table.id != table_id):
         if table.id.lower() == wanted:
             return table
     known = [table.id for table in tables]

@@ -94,7 +94,7 @@ def test_migrates_a_version_1_file_forward(tmp_path: Path) -> None:
     db.close()
 
     with Cache(path) as cache:
-        assert cache.user_version == SCHEMA_VERSION == 2
+        assert cache.user_version == SCHEMA_VERSION == 3
         row = cache.get("orders")
         assert row is not None and row.rows == 7 and row.clustered_by == []
         assert row.entity_type is None and row.known_columns is None  # not learned yet, not "no columns"
@@ -133,3 +133,30 @@ def test_unusable_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CacheError) as caught:
         Cache(blocker / "catalog.sqlite")
     assert str(blocker / "catalog.sqlite") in str(caught.value)
+
+
+def test_migrates_a_version_2_file_to_rows_keyed_so_discovered_ids_keep_their_case(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite"
+    Cache(path, target_version=2).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO tables (id, project, dataset, table_name, rows, known_columns) "
+                   "VALUES ('Orders', 'data-proj', 'shop', 'orders', 7, '[\"id\"]')")
+        db.execute("INSERT INTO tables (id, project, dataset, table_name, rows, known_columns) "
+                   "VALUES ('analytics.Events', 'data-proj', 'analytics', 'Events', 1, '[\"a\"]')")
+        with pytest.raises(sqlite3.IntegrityError):  # the version 2 key: one row for both spellings
+            db.execute("INSERT INTO tables (id, project, dataset, table_name) VALUES ('analytics.events', 'p', 'd', 't')")
+    db.close()
+
+    lower = TrackedTable("analytics.events", "data-proj", "analytics", "events", "analytics.events", discovered=True)
+    with Cache(path) as cache:
+        assert cache.user_version == 3
+        orders = cache.get("ORDERS")  # registry ids still ignore case
+        assert orders is not None and (orders.id, orders.rows, orders.known_columns) == ("Orders", 7, ["id"])
+        cache.record_success(lower, meta(known_columns=["b"]), T0)
+        upper, other = cache.get("analytics.Events"), cache.get("analytics.events")
+        assert upper is not None and other is not None
+        assert (upper.table, upper.known_columns, other.table, other.known_columns) == ("Events", ["a"], "events", ["b"])
+        assert cache.get("ANALYTICS.EVENTS") is None  # a BigQuery path matches exactly
+        assert [row.id for row in cache.find_ignoring_case("ANALYTICS.EVENTS")] == ["analytics.Events", "analytics.events"]
+        cache.record_success(ORDERS, meta(), T0)  # the registry now spells it "orders": the same row
+        assert [row.id for row in cache.rows()] == ["analytics.Events", "analytics.events", "orders"]

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from catalog.bigquery import BigQuerySource, connect
+from catalog.cache import Cache
 from catalog.errors import RefreshFailed
 from catalog.refresh import refresh, refresh_all
 from catalog.settings import CatalogSettings
+from catalog.views import find_tracked, tracked_tables
 from tests.catalog.conftest import FAST
-from tests.catalog.support import BILLING, ENDPOINT, FakeBigQuery, Seen, Table
+from tests.catalog.support import BILLING, ENDPOINT, Column, FakeBigQuery, Seen, Table
 from tests.catalog.test_refresh_bigquery import cached, registry_for, run
 
 # Waiting for a query job gives up after half a second.
@@ -132,3 +134,22 @@ def test_two_registry_ids_for_one_table_are_both_refreshed(
     fake.fail("COLUMNS", dataset="shop", status=403, reason="accessDenied")
     failed = refresh(["orders", "ORDERS_ALIAS"], settings=settings, registry=registry, source=source, env={})
     assert sorted(failed.failures) == ["orders", "orders_alias"]
+
+
+def test_discovered_tables_whose_names_differ_only_in_case_are_two_rows(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("analytics", Table("Events", columns=[Column("a")]), Table("events", columns=[Column("b")]))
+    registry = registry_for(tmp_path, {}, datasets="analytics")
+
+    summary = run(settings, registry, source)
+
+    assert (summary.total, summary.succeeded) == (2, 2)
+    assert cached(settings, "analytics.Events").known_columns == ["a"]
+    assert cached(settings, "analytics.events").known_columns == ["b"]
+    one = refresh(["analytics.Events"], settings=settings, registry=registry, source=source, env={})
+    assert one.total == 1 and fake.seen[-1].params == {"tables": ["Events"]}
+    with Cache(settings.db_path) as cache:
+        assert [table.id for table in tracked_tables(registry, cache)] == ["analytics.Events", "analytics.events"]
+        assert find_tracked(registry, cache, "analytics.events").table == "events"
+        assert find_tracked(registry, cache, "analytics.Events").table == "Events"
