@@ -91,6 +91,9 @@ def emulator_endpoint(raw: str | None) -> tuple[str | None, str | None]:
     if raw is None:
         return None, None
     text = raw.strip()
+    if "@" in text:  # user:password@host: never echo it, it holds a secret
+        return None, ("BIGQUERY_EMULATOR_HOST must be host:port without user:password@ (the local endpoint takes no "
+                      "credentials; the value is not shown because it holds one)")
     rest = text.removeprefix("http://")
     host, _, port = rest.rpartition(":")
     if not host or "/" in rest or not port.isdigit() or not 0 < int(port) < 65536:

@@ -135,3 +135,13 @@ def test_settings_defaults_and_validation() -> None:
     ]
     with pytest.raises(ConfigError, match="CATALOG_REFRESH_CONCURRENCY='four' must be a positive integer"):
         load_settings({"CATALOG_REFRESH_CONCURRENCY": "four"})
+
+
+@pytest.mark.parametrize("value", ["user:s3cret@127.0.0.1:9050", "http://user:s3cret@127.0.0.1:9050", "s3cret@localhost:9050"])
+def test_an_emulator_host_with_credentials_is_refused_without_showing_them(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"BIGQUERY_EMULATOR_HOST": value})
+    assert caught.value.problems == [
+        "BIGQUERY_EMULATOR_HOST must be host:port without user:password@ (the local endpoint takes no credentials; "
+        "the value is not shown because it holds one)"]
+    assert "s3cret" not in str(caught.value)
