@@ -57,15 +57,20 @@ def parse_example(text: str) -> Example:
     node = statements[0]
     if not isinstance(node, exp.Condition):
         raise ExampleProblem(text, f"must be a boolean expression, got a {node.key.upper()} statement")
-    if isinstance(node, exp.Literal):
+    if isinstance(node, (exp.Literal, exp.Null, exp.Boolean)):
         raise ExampleProblem(text, "must be a boolean expression, got a bare literal")
+    if isinstance(node, (exp.Column, exp.Dot)):
+        raise ExampleProblem(text, "must be a boolean expression, got a bare column (for a BOOL column write 'column IS TRUE')")
     if node.find(exp.Query) is not None:
         raise ExampleProblem(text, "must not contain a subquery (it would scan other tables)")
     if node.find(exp.Star) is not None:
         raise ExampleProblem(text, "must not use '*'")
     if node.find(exp.Parameter, exp.Placeholder) is not None:
         raise ExampleProblem(text, "must not use query parameters: an example has to run as written")
-    return Example(text, frozenset(_column_path(column).lower() for column in node.find_all(exp.Column)))
+    columns = frozenset(_column_path(column).lower() for column in node.find_all(exp.Column))
+    if not columns:
+        raise ExampleProblem(text, "must filter on at least one column (one that names none would be advertised for every table)")
+    return Example(text, columns)
 
 
 def _column_path(column: exp.Column) -> str:

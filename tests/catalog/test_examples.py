@@ -34,8 +34,8 @@ def test_struct_paths_must_exist_as_paths() -> None:
 
 
 def test_cold_rows_advertise_nothing() -> None:
-    assert advertised([parse_example("TRUE")], None) == []
-    assert advertised([parse_example("TRUE")], []) == []
+    assert advertised([COUNTRY], None) == []
+    assert advertised([COUNTRY], []) == []
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -45,12 +45,23 @@ def test_cold_rows_advertise_nothing() -> None:
     ("CREATE TABLE t (a INT64)", "CREATE statement"),
     ("SELECT 1", "SELECT statement"),
     ("42", "bare literal"),
+    ("NULL", "bare literal"),
+    ("TRUE", "bare literal"),
+    ("country_code", "bare column"),
+    ("payload.user.id", "bare column"),
+    ("'a' = 'a'", "at least one column"),
+    ("CURRENT_DATE() > DATE '2026-01-01'", "at least one column"),
     ("a = @p", "parameters"),
 ])
 def test_not_a_single_boolean_expression_is_rejected(text: str, problem: str) -> None:
     with pytest.raises(ExampleProblem) as caught:
         parse_example(text)
     assert problem in str(caught.value) and repr(text) in str(caught.value)
+
+
+def test_boolean_expressions_on_columns_are_accepted() -> None:
+    for text in ("is_active IS TRUE", "NOT is_deleted", "STARTS_WITH(name, 'a')", "payload.user.id IS NOT NULL"):
+        assert parse_example(text).columns
 
 
 def test_parse_errors_carry_the_parser_position() -> None:
