@@ -103,3 +103,8 @@ class CatalogRow:
     refreshed_at: datetime | None = None
     error_at: datetime | None = None
     error_msg: str | None = None
+
+
+def discovered_table(project: str, dataset: str, name: str) -> TrackedTable:
+    """A table found in a dataset tracked whole: its id is ``dataset.table``."""
+    return TrackedTable(f"{dataset}.{name}", project, dataset, name, f"{dataset}.{name}", discovered=True)

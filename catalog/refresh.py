@@ -22,7 +22,7 @@ from catalog.bigquery import BigQuerySource, RetryPolicy, connect
 from catalog.cache import ERROR_MSG_LIMIT, Cache, stamp
 from catalog.errors import BigQueryError, RefreshFailed
 from catalog.fetch import DatasetResult, Sizes, fetch_dataset, fetch_region_storage
-from catalog.models import TrackedTable
+from catalog.models import TrackedTable, discovered_table
 from catalog.registry import Registry, load_registry
 from catalog.settings import CatalogSettings, load_settings
 from catalog.singleflight import AlreadyRunning, RefreshLock
@@ -66,10 +66,6 @@ class _Unit:
     dataset: str
     tables: dict[str, list[TrackedTable]] = field(default_factory=dict)
     whole: bool = False
-
-
-def discovered_table(project: str, dataset: str, name: str) -> TrackedTable:
-    return TrackedTable(f"{dataset}.{name}", project, dataset, name, f"{dataset}.{name}", discovered=True)
 
 
 def resolve(registry: Registry, table_id: str, cache: Cache | None = None) -> TrackedTable:

@@ -26,8 +26,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from catalog.errors import InvalidSql
 from catalog.identifiers import full_path, table_problem
-from catalog.models import TrackedTable
-from catalog.refresh import discovered_table
+from catalog.models import TrackedTable, discovered_table
 from catalog.registry import Registry
 
 DIALECT = "bigquery"

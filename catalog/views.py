@@ -9,8 +9,7 @@ from typing import Any
 from catalog.cache import Cache, stamp
 from catalog.errors import UnknownTableError
 from catalog.examples import ExampleProblem, advertised, parse_example, partition_example
-from catalog.models import CatalogRow, TrackedTable
-from catalog.refresh import discovered_table
+from catalog.models import CatalogRow, TrackedTable, discovered_table
 from catalog.registry import Registry
 
 MIB = 1024 * 1024
