@@ -20,7 +20,7 @@ from catalog.examples import Example, ExampleProblem, parse_example
 from catalog.models import TrackedTable
 from catalog.settings import MAX_SCAN_BYTES_RULE, parse_scan_bytes
 from scheduler.interpolate import InterpolationError, expand
-from scheduler.yamlfile import LineMap, YamlProblem, load_yaml
+from scheduler.yamlfile import LineList, LineMap, YamlProblem, load_yaml
 
 TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples", "max_scan_bytes")
 BIGQUERY_KEYS = ("project", "billing_project", "location")
@@ -112,14 +112,16 @@ class _Reader:
             self.add(mapping.line_of(key), where + key, f"must be a list of SQL boolean expressions, got {raw!r}")
             return ()
         parsed = []
-        for item in raw:
+        for index, item in enumerate(raw):
+            # Each problem points at the example's own line in a block list.
+            line = raw.line_of(index) if isinstance(raw, LineList) else mapping.line_of(key)
             if not isinstance(item, str) or not item.strip():
-                self.add(mapping.line_of(key), where + key, f"each example must be a non-empty string, got {item!r}")
+                self.add(line, where + key, f"each example must be a non-empty string, got {item!r}")
                 continue
             try:
                 parsed.append(parse_example(item.strip()))
             except ExampleProblem as exc:
-                self.add(mapping.line_of(key), where + key, str(exc))
+                self.add(line, where + key, str(exc))
         return tuple(parsed)
 
 

@@ -26,6 +26,18 @@ class LineMap(dict[str, Any]):
         return self.key_lines.get(key, self.line)
 
 
+class LineList(list[Any]):
+    """A list from YAML that knows the line of each item."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line = line
+        self.item_lines: list[int] = []
+
+    def line_of(self, index: int) -> int:
+        return self.item_lines[index] if index < len(self.item_lines) else self.line
+
+
 class YamlProblem(Exception):
     def __init__(self, line: int | None, message: str) -> None:
         self.line = line
@@ -60,7 +72,16 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineMap]
         data.key_lines[key] = line
 
 
+def _construct_list(loader: _Loader, node: yaml.SequenceNode) -> Iterator[LineList]:
+    data = LineList(node.start_mark.line + 1)
+    yield data
+    for item in node.value:
+        data.append(loader.construct_object(item, deep=False))
+        data.item_lines.append(item.start_mark.line + 1)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
 
 
 def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:

@@ -76,7 +76,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
         f"{path}:11: table 'EVIL': id differs only in case from 'evil'",
         f"{path}:12: duplicate key 'good' (first at line 6)",
         f"{path}:13: datasets: 'bad.name' is not a valid BigQuery dataset name",
-        f"{path}:14: where_examples: where example 'x IN (SELECT 1)': must not contain a subquery",
+        f"{path}:15: where_examples: where example 'x IN (SELECT 1)': must not contain a subquery",  # the item's own line
     ]
     for line in expected:
         assert any(problem.startswith(line) for problem in problems), f"missing {line!r} in:\n{text}"
