@@ -14,6 +14,7 @@ UnmatchedRequest, an AssertionError the catalog never retries or swallows.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -411,3 +412,15 @@ def write_registry(directory: Path, text: str) -> Path:
     path = directory / "catalog.yaml"
     path.write_text(textwrap.dedent(text).lstrip())
     return path
+
+
+def subprocess_env(directory: Path, registry_text: str) -> dict[str, str]:
+    """The environment for `python -m catalog` in a test: the developer's catalog,
+    BigQuery, Google and scheduler variables (and proxies) removed, the registry
+    written to ``directory`` and the cache inside it."""
+    write_registry(directory, registry_text)
+    values = {key: value for key, value in os.environ.items()
+              if not key.startswith(("CATALOG_", "BIGQUERY_", "GOOGLE_", "SCHEDULER_")) and "proxy" not in key.lower()}
+    values.update({"CATALOG_CONFIG": str(directory / "catalog.yaml"), "CATALOG_DB": str(directory / "data" / "catalog.sqlite"),
+                   "BIGQUERY_PROJECT": "data-proj", "NO_PROXY": "*"})
+    return values

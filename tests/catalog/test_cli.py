@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from catalog.cache import Cache
 from catalog.cli import main
 from catalog.models import EntityType, TableMetadata, TrackedTable
 from catalog.views import rough_size_hint
-from tests.catalog.support import Column, FakeBigQuery, FakeServer, Table, write_registry
+from tests.catalog.support import Column, FakeBigQuery, FakeServer, Table, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
 ROW_KEYS = [
@@ -53,12 +52,7 @@ def shop() -> FakeBigQuery:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    write_registry(tmp_path, REGISTRY)
-    values = {key: value for key, value in os.environ.items()
-              if not key.startswith(("CATALOG_", "BIGQUERY_", "GOOGLE_", "SCHEDULER_")) and "proxy" not in key.lower()}
-    values.update({"CATALOG_CONFIG": str(tmp_path / "catalog.yaml"), "CATALOG_DB": str(tmp_path / "data" / "catalog.sqlite"),
-                   "BIGQUERY_PROJECT": "data-proj", "NO_PROXY": "*"})
-    return values
+    return subprocess_env(tmp_path, REGISTRY)
 
 
 @pytest.fixture
