@@ -35,7 +35,9 @@ def fingerprint(spec: JobSpec) -> str:
 def catch_up_seconds(spec: JobSpec) -> int:
     if spec.catch_up_seconds is not None:
         return spec.catch_up_seconds
-    return spec.schedule.interval_seconds or 0 if spec.schedule.kind == "every" else 6 * 3600
+    if spec.schedule.kind == "every":
+        return spec.schedule.interval_seconds or 0
+    return 6 * 3600
 
 
 def _trigger(spec: JobSpec, anchor: datetime, seed: int) -> NonDriftingTrigger:
