@@ -48,6 +48,14 @@ def resolve_seed(settings: Settings, store: StateStore | None) -> tuple[int, str
     return settings.jitter_seed, "drawn now: no state store yet, so jittered and offset times will differ from the service's"
 
 
+def _nominal(plan: Plan, fire_time: datetime) -> datetime:
+    """The slot a fire time stands for: the plan's first run may be a catch-up
+    of an earlier slot (fired off the grid); every later one is on the grid."""
+    if fire_time == plan.first_fire and plan.first_nominal is not None:
+        return plan.first_nominal
+    return plan.trigger.nominal_for(fire_time)
+
+
 class Service:
     def __init__(
         self,
@@ -149,7 +157,7 @@ class Service:
         if spec is None or plan is None:
             return None  # removed by a reload after this run was submitted
         trigger = plan.trigger
-        nominal = plan.first_nominal if fire_time == plan.first_fire and plan.first_nominal else trigger.nominal_for(fire_time)
+        nominal = _nominal(plan, fire_time)
         following = trigger.nominal_after(max(nominal, fire_time))
         deadline = trigger.fire_time(following) if following else None
         self.inflight.begin(InFlightRun(name, nominal, self.clock()))
@@ -206,7 +214,7 @@ class Service:
     def _on_skipped(self, event: JobSubmissionEvent) -> None:
         plan = self.plans.get(event.job_id)
         fire_time = event.scheduled_run_times[-1]
-        scheduled = plan.trigger.nominal_for(fire_time) if plan else fire_time
+        scheduled = _nominal(plan, fire_time) if plan else fire_time
         previous = self.inflight.get(event.job_id)
         self.metrics.skipped(event.job_id)
         self.recorder.submit(RunRecord(event.job_id, scheduled, "skipped_in_flight"))
