@@ -65,6 +65,14 @@ def parse(sql: str) -> list[exp.Expr]:
         raise InvalidSql(f"cannot split it into tokens ({cause})", line, column) from None
     if not statements:
         raise InvalidSql("there is no SQL statement in it", None, None)
+    for statement in statements:
+        # sqlglot keeps what it cannot parse as an opaque Command (EXECUTE
+        # IMMEDIATE, CALL) and reads a typo such as "SELEC * FRM t" as a bare
+        # expression: the tables of either are unknowable, so neither may pass
+        # as "reads no tracked table".
+        if not isinstance(statement, (exp.Query, exp.DML, exp.Create)):
+            text = statement.sql(dialect=DIALECT)[:60]
+            raise InvalidSql(f"{text!r} is not a query or DML statement the guard can read tables from", None, None)
     return statements
 
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -26,7 +27,7 @@ from scheduler.planning import plan_jobs
 from scheduler.runner import Service, resolve_seed, utc_now
 from scheduler.settings import DEFAULT_API_URL, Settings, config_path, load_settings
 from scheduler.spec import JobSpec
-from scheduler.state import RunRecord, StateStore
+from scheduler.state import RunRecord, StateStore, check_state_path
 from scheduler.triggers import build_trigger
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -59,9 +60,23 @@ def _find(jobs: list[JobSpec], name: str) -> JobSpec:
     raise UnknownJobError(name, names, closest(name, names))
 
 
+def _metrics_warning(settings: Settings) -> str | None:
+    """Whether the metrics address can be listened on now (a running service holds it, so only a warning)."""
+    if not settings.metrics_address:
+        return None
+    host, port = settings.metrics_address
+    try:
+        with socket.create_server((host, port)):
+            return None
+    except OSError as exc:
+        return f"SCHEDULER_METRICS_ADDR={host}:{port}: cannot listen there now ({exc.strerror or exc}); fine if the service is running"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     settings, jobs = load(args.config)
-    for warning in settings.warnings:
+    check_state_path(settings.state_path)  # the one start-up check `run` makes beyond the file and variables
+    warnings = [*settings.warnings, _metrics_warning(settings)]
+    for warning in filter(None, warnings):
         print(f"warning: {warning}", file=sys.stderr)
     enabled = sum(spec.enabled for spec in jobs)
     print(

@@ -42,8 +42,9 @@ class Outcome:
 
     def summary(self) -> str:
         detail = f"HTTP {self.status}" if self.status is not None and self.ok else (self.error or "")
-        tries = f", {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"{self.job}: {self.outcome} ({detail}{tries}, {self.duration_seconds:.3f}s)"
+        parts = [part for part in (detail, f"{self.attempts} attempts" if self.attempts > 1 else "") if part]
+        parts.append(f"{self.duration_seconds:.3f}s")
+        return f"{self.job}: {self.outcome} ({', '.join(parts)})"
 
 
 class RunExecutor:
@@ -99,7 +100,7 @@ class RunExecutor:
             logging.INFO if outcome.ok else logging.ERROR,
             "run end: job=%s scheduled_for=%s lateness=%.3fs duration=%.3fs outcome=%s%s",
             spec.name, fields["scheduled_for"], lateness, duration, outcome.outcome,
-            f" status={status}" if outcome.ok else f" attempts={attempts} error={error}",
+            ("" if status is None else f" status={status}") if outcome.ok else f" attempts={attempts} error={error}",
             extra=end_fields,
         )
         return outcome

@@ -168,9 +168,14 @@ class HttpClient:
             "Idempotency-Key": f"{job}@{stamp}",
         }
 
+        tries = 0
+
         def attempt() -> HttpResult:
-            if self._stopping.is_set():
-                raise RunFailed("not attempted: the scheduler is shutting down", permanent=True)
+            nonlocal tries
+            tries += 1
+            # A run in flight at shutdown makes its request; only further retries are dropped.
+            if tries > 1 and self._stopping.is_set():
+                raise RunFailed("not retried: the scheduler is shutting down", permanent=True)
             response = self.session.request(
                 target.method, target.url, headers=headers, json=target.json_body,
                 timeout=timeout, allow_redirects=False, proxies=self._proxies_for(target.url),

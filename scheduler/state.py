@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,24 @@ class JobState:
     last_nominal: datetime | None  # nominal time of the last run that started
     last_outcome: str | None
     last_success_at: datetime | None
+
+
+def check_state_path(path: Path) -> None:
+    """What ``run`` will need of the state store, without changing it.
+
+    An existing file is opened read-only (a corrupt or too-new file fails
+    here); otherwise its folder is created if missing and must take a file.
+    Raises StateError naming the path.
+    """
+    if path.exists():
+        StateStore(path, readonly=True).close()
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise StateError(path, exc) from None
 
 
 class StateStore:

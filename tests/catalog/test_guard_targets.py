@@ -10,10 +10,11 @@ import pytest
 
 from catalog.bigquery import BigQuerySource
 from catalog.cache import Cache
-from catalog.errors import PathNotRegistered
+from catalog.errors import InvalidSql, PathNotRegistered
 from catalog.guard import check_query
 from catalog.registry import Registry, load_registry
 from catalog.settings import CatalogSettings
+from catalog.targets import parse
 from tests.catalog.support import FakeBigQuery, write_registry
 
 REGISTRY = """
@@ -85,3 +86,14 @@ def test_a_wildcard_table_is_refused_as_not_registered_not_a_crash(
 
     off = check_query(sql, settings=replace(settings, max_scan_bytes=0), registry=registry, source=source, cache=cache)
     assert off.untracked_tables == [path.replace("`", "")] and off.scan_bytes is None
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELEC * FRM unit_economics", "EXECUTE IMMEDIATE 'SELECT * FROM unit_economics'", "CALL p.q()"],
+)
+def test_a_statement_sqlglot_cannot_read_is_refused_not_allowed(sql: str) -> None:
+    with pytest.raises(InvalidSql) as caught:
+        parse(sql)
+    assert caught.value.detail["reason"] == "invalid_sql"
+    assert "is not a query or DML statement the guard can read tables from" in str(caught.value)

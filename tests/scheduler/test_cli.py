@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -152,3 +153,24 @@ def test_python_dash_m_and_console_script_agree(tmp_path: Path) -> None:
     console = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert module.returncode == console.returncode == 0
     assert module.stdout == console.stdout == f"tickless {__version__}\n"
+
+
+def test_validate_checks_the_state_store_as_run_would(tmp_path: Path) -> None:
+    config = write_jobs(tmp_path, "jobs:\n  a: {every: 1h, http: {path: /a}}\n")
+    (tmp_path / "plain-file").write_text("")
+    unusable = run_cli(["validate", "-c", str(config)],
+                       clean_env(SCHEDULER_STATE_PATH=str(tmp_path / "plain-file" / "s.sqlite")), tmp_path)
+    (tmp_path / "corrupt.sqlite").write_text("not a database" * 100)
+    corrupt = run_cli(["validate", "-c", str(config)], clean_env(SCHEDULER_STATE_PATH=str(tmp_path / "corrupt.sqlite")), tmp_path)
+    assert unusable.returncode == corrupt.returncode == 2
+    assert "cannot use the state store" in unusable.stderr and "Traceback" not in unusable.stderr
+    assert corrupt.stderr.strip().endswith("cannot use the state store: file is not a database")
+
+
+def test_fire_a_call_job_prints_a_clean_summary(tmp_path: Path) -> None:
+    (tmp_path / "mytask.py").write_text("def go():\n    return None\n")
+    config = write_jobs(tmp_path, "jobs:\n  task: {every: 1h, call: 'mytask:go'}\n")
+    result = run_cli(["fire", "task", "-c", str(config)], clean_env(PYTHONPATH=str(tmp_path)), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"task: ok \(\d+\.\d{3}s\)\n", result.stdout)
+    assert "status=None" not in result.stderr
