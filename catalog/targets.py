@@ -148,13 +148,14 @@ def find_targets(sql: str, registry: Registry) -> Targets:
         )
         # In the order they are written, not the order of sqlglot's tree walk.
         for table in sorted(statement.find_all(exp.Table), key=lambda node: (_span(node) or (0, 0))[0]):
-            if not isinstance(table.this, exp.Identifier):
-                continue  # a table-valued function
+            parts = _path_parts(table, sql)
+            if parts is None:
+                continue  # an unqualified table-valued built-in (EXTERNAL_QUERY, ...) or ML.*
             if id(table) in (scoped or set()):
                 continue  # a CTE, or an array path
             if _outside_scopes(table, scoped, ctes):
                 continue  # a CTE name, where sqlglot could not tell scopes
-            edit = _classify(table, sql, resolver, found)
+            edit = _classify(table, parts, sql, resolver, found)
             if edit is not None:
                 edits.append(edit)
     rewritten = sql
@@ -169,9 +170,30 @@ def _outside_scopes(table: exp.Table, scoped: set[int] | None, ctes: set[str]) -
     return scoped is None and not table.db and not table.catalog and table.name.lower() in ctes
 
 
-def _classify(table: exp.Table, sql: str, resolver: _Resolver, found: Targets) -> tuple[int, int, str] | None:
-    """Record ``table`` in ``found``; the in-place edit that fully qualifies it, if it needs one."""
-    parts = [part.name for part in table.parts]
+def _path_parts(table: exp.Table, sql: str) -> list[str] | None:
+    """The path of a table or of a qualified table-valued function (``finance.recent(7)``).
+
+    None for what reads no path of its own: an unqualified table-valued
+    built-in (EXTERNAL_QUERY, VECTOR_SEARCH, ...; UNNEST is no Table node) and
+    ML.* (the tables passed to them are Table nodes of their own).
+    """
+    if isinstance(table.this, exp.Identifier):
+        return [part.name for part in table.parts]
+    if not isinstance(table.this, exp.Func):
+        return None
+    if not table.catalog and table.db.upper() == "ML":
+        return None
+    span = _span(table)
+    if span is None:
+        return None
+    # The name as written (sqlglot may have turned it into a function it knows): backticks off, split on dots.
+    parts = [part for part in sql[span[0]:span[1] + 1].replace("`", "").split(".")]
+    parts = [part.strip() for part in parts]
+    return parts if len(parts) > 1 and all(parts) else None
+
+
+def _classify(table: exp.Table, parts: list[str], sql: str, resolver: _Resolver, found: Targets) -> tuple[int, int, str] | None:
+    """Record ``table`` (whose path is ``parts``) in ``found``; the in-place edit that fully qualifies it, if it needs one."""
     written = ".".join(parts)
     tracked: TrackedTable | None = None
     if len(parts) == 1:

@@ -97,3 +97,33 @@ def test_a_statement_sqlglot_cannot_read_is_refused_not_allowed(sql: str) -> Non
         parse(sql)
     assert caught.value.detail["reason"] == "invalid_sql"
     assert "is not a query or DML statement the guard can read tables from" in str(caught.value)
+
+
+@pytest.mark.parametrize(("sql", "path"), [
+    ("SELECT * FROM finance.recent_economics(7)", "finance.recent_economics"),
+    ("SELECT * FROM `data-proj.finance.recent_economics`(7)", "data-proj.finance.recent_economics"),
+    ("SELECT * FROM `data-proj`.finance.recent_economics(7)", "data-proj.finance.recent_economics"),
+])
+def test_a_table_function_in_the_data_project_is_a_path_not_skipped(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str, path: str,
+) -> None:
+    with pytest.raises(PathNotRegistered) as caught:
+        check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert caught.value.detail["paths"] == [path]
+    assert fake.http_requests == 0
+
+
+def test_a_table_function_in_a_tracked_dataset_is_dry_run_with_its_full_path(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
+) -> None:
+    result = check_query("SELECT * FROM analytics.recent(7) AS r", settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == ["analytics.recent"] and result.sql == "SELECT * FROM `data-proj.analytics.recent`(7) AS r"
+    assert fake.kinds() == ["dry_run"]
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM EXTERNAL_QUERY('conn', 'SELECT 1')", "SELECT * FROM UNNEST([1, 2]) AS n"])
+def test_an_unqualified_table_valued_built_in_reads_no_table(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str,
+) -> None:
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == [] and fake.http_requests == 0
