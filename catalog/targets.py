@@ -5,7 +5,8 @@ bare name (ids ignore case), ``dataset.table`` or ``project.dataset.table``
 (backticked whole, per part, or plain; BigQuery paths match exactly). CTE
 names (where the CTE is visible: resolved by scope) and UNNEST aliases
 (explicit, or implicit as in ``FROM t, t.items`` or ``JOIN t.items``, where
-``t`` is a table of the same or an enclosing query) are not tables. A name
+``t`` is declared earlier in the same FROM/JOIN chain or in an enclosing
+query) are not tables. A name
 BigQuery could not track, such as a wildcard table ``events_*``, is never a
 tracked table.
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError, TokenError
-from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.optimizer.scope import traverse_scope
 
 from catalog.errors import InvalidSql
 from catalog.identifiers import full_path, table_problem
@@ -117,19 +118,55 @@ def _not_tables(statement: exp.Expr) -> set[int] | None:
         for table in scope.tables:
             if not table.catalog and not table.db and table.name.lower() in ctes:
                 skipped.add(id(table))
-            elif not table.catalog and table.db and _is_source_alias(scope, table):
+            elif not table.catalog and table.db and _is_array_path(table):
                 skipped.add(id(table))  # FROM t JOIN t.items: an implicit UNNEST of t's array column
     return skipped
 
 
-def _is_source_alias(scope: Scope | None, table: exp.Table) -> bool:
-    """``table.db`` names another table of this query or of an enclosing one (a correlated array path)."""
+def _is_array_path(table: exp.Table) -> bool:
+    """``table.db`` is an alias declared earlier in the same FROM/JOIN chain, or in an enclosing query.
+
+    ``FROM t AS u, u.items`` and ``JOIN u.items``: an implicit UNNEST. An alias
+    declared later (``FROM finance.x, UNNEST(...) AS finance``), a CTE name, or
+    anything sqlglot does not place in a FROM/JOIN chain leaves ``table`` a
+    table: over-counting costs a dry run, under-counting lets a scan through.
+    """
     wanted = table.db.lower()
-    while scope is not None:
-        if any(name.lower() == wanted and source is not table for name, source in scope.sources.items()):
-            return True
-        scope = scope.parent
+    child: exp.Expr = table
+    node = table.parent
+    while node is not None and not isinstance(node, exp.CTE):  # a CTE body sees no outer alias
+        if isinstance(node, (exp.From, exp.Join)) and isinstance(node.parent, exp.Select):
+            items = _from_items(node.parent)
+            position = next((index for index, item in enumerate(items) if item is node.this), len(items))
+            # A FROM item sees the items before it; an ON condition sees its own item too.
+            visible = items[:position] if child is node.this else items[:position + 1]
+            if any(_alias(item) == wanted for item in visible):
+                return True
+            child, node = node.parent, node.parent.parent
+            continue
+        if isinstance(node, exp.Select) and not isinstance(child, (exp.From, exp.Join)):
+            # A subquery in the select list, WHERE, ...: correlated to every item of this query.
+            if any(_alias(item) == wanted for item in _from_items(node)):
+                return True
+        child, node = node, node.parent
     return False
+
+
+def _from_items(select: exp.Select) -> list[exp.Expr]:
+    """The items of a query's FROM/JOIN chain, in the order they are declared."""
+    first = select.args.get("from_") or select.args.get("from")
+    items: list[exp.Expr] = [first.this] if isinstance(first, exp.From) else []
+    return items + [join.this for join in select.args.get("joins") or []]
+
+
+def _alias(item: exp.Expr) -> str:
+    """The name a FROM item is referred to by (lower case): its alias, else a table's own name."""
+    alias = item.args.get("alias")
+    if isinstance(alias, exp.TableAlias):
+        named = alias.this or (alias.columns[0] if isinstance(item, exp.Unnest) and alias.columns else None)
+        if isinstance(named, exp.Identifier):
+            return named.name.lower()
+    return item.name.lower() if isinstance(item, exp.Table) else ""
 
 
 def find_targets(sql: str, registry: Registry) -> Targets:

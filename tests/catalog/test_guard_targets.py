@@ -127,3 +127,26 @@ def test_an_unqualified_table_valued_built_in_reads_no_table(
 ) -> None:
     result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
     assert result.tables == [] and fake.http_requests == 0
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM finance.unit_economics, UNNEST([1]) AS finance",
+    "SELECT * FROM finance.unit_economics CROSS JOIN UNNEST([1, 2]) AS finance",
+    "WITH finance AS (SELECT 1 AS x) SELECT * FROM finance.unit_economics CROSS JOIN finance",
+    "SELECT * FROM finance.unit_economics JOIN `bigquery-public-data.samples.shakespeare` AS finance ON TRUE",
+    "SELECT * FROM finance.unit_economics, (SELECT 1 AS x) AS finance",
+])
+def test_an_alias_declared_later_does_not_turn_a_tracked_table_into_an_array_path(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str,
+) -> None:
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == ["finance.unit_economics"]
+    assert fake.kinds() == ["dry_run"]
+
+
+def test_an_array_path_of_an_earlier_item_is_not_a_table_even_after_a_join(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
+) -> None:
+    sql = "SELECT * FROM unit_economics AS u JOIN orders ON TRUE, UNNEST([1]) AS n, u.items"
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == ["finance.unit_economics", "sales.orders_v"]
