@@ -212,7 +212,10 @@ class BigQuerySource:
         # The client has no property for totalBytesProcessedAccuracy; read the job resource it parsed.
         statistics = job._properties.get("statistics", {}).get("query", {})
         accuracy = statistics.get("totalBytesProcessedAccuracy")
-        return ScanEstimate(int(job.total_bytes_processed or 0), str(accuracy) if accuracy else None)
+        if job.total_bytes_processed is None:  # never "free": an answer without the figure is no estimate
+            message = "BigQuery's dry run answer has no statistics.query.totalBytesProcessed"
+            raise BigQueryError(message, reason="missingStatistics", status=None, permanent=True)
+        return ScanEstimate(int(job.total_bytes_processed), str(accuracy) if accuracy else None)
 
     def dry_run(self, sql: str) -> int:
         """Bytes ``sql`` would scan, from a dry run (free, runs nothing)."""

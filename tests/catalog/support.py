@@ -117,7 +117,7 @@ class FakeBigQuery:
         self.in_flight = 0
         self.max_in_flight = 0
         # What a dry run answers: statistics.query.totalBytesProcessed(Accuracy).
-        self.scan_bytes = 123456789
+        self.scan_bytes: int | None = 123456789  # None: the answer has no totalBytesProcessed
         self.scan_accuracy: str | None = None
         # Queries accepted as a job that never finishes (stall) or that then fails (fail_job).
         self.stalls: list[tuple[str, str | None]] = []
@@ -346,11 +346,15 @@ class FakeBigQuery:
             return failed
         statistics: dict[str, Any] = {"totalBytesProcessed": str(self.scan_bytes), "totalBytesBilled": "0", "cacheHit": False,
                                       "statementType": "SELECT"}
+        job_statistics: dict[str, Any] = {"creationTime": "1767225600000", "totalBytesProcessed": str(self.scan_bytes),
+                                          "query": statistics}
+        if self.scan_bytes is None:
+            del statistics["totalBytesProcessed"], job_statistics["totalBytesProcessed"]
         if self.scan_accuracy:
             statistics["totalBytesProcessedAccuracy"] = self.scan_accuracy
         return 200, {"kind": "bigquery#job", "jobReference": {"projectId": self.billing, "location": "EU"},
                      "status": {"state": "DONE"}, "configuration": config,
-                     "statistics": {"creationTime": "1767225600000", "totalBytesProcessed": str(self.scan_bytes), "query": statistics}}
+                     "statistics": job_statistics}
 
 
 @contextmanager

@@ -221,6 +221,17 @@ def test_both_rejected_is_remote_estimate_failed_with_both_errors(
     assert error.detail["underlying_original"] == "BigQuery 400 invalidQuery: Table name \"orders\" missing dataset"
 
 
+def test_a_dry_run_answer_without_total_bytes_processed_is_an_estimate_failure_not_free(
+    shop: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
+) -> None:
+    shop.scan_bytes = None
+    error = refused("SELECT margin_eur FROM unit_economics", settings, registry, source, cache)
+
+    assert isinstance(error, EstimateFailed) and shop.kinds() == ["dry_run"]
+    assert error.detail["reason"] == "remote_estimate_failed" and error.detail["tables"] == ["finance.unit_economics"]
+    assert "totalBytesProcessed" in str(error.detail["underlying"])
+
+
 def test_no_second_dry_run_when_there_was_nothing_rewritten_or_the_error_is_not_invalid(
     shop: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
 ) -> None:
