@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError, TokenError
-from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.errors import ParseError, TokenError
 
 from catalog.errors import InvalidSql
 from catalog.identifiers import full_path, table_problem
 from catalog.models import TrackedTable, discovered_table
 from catalog.registry import Registry
+from catalog.scopes import not_tables, outside_scopes
 
 DIALECT = "bigquery"
 _POSITION = re.compile(r"(\d+):(\d+)")
+ROUTINES = frozenset({"FUNCTION", "TABLE FUNCTION", "PROCEDURE"})
 
 
 @dataclass
@@ -106,78 +107,17 @@ def _span(table: exp.Table) -> tuple[int, int] | None:
     return min(offsets[:len(starts)]), max(offsets[len(starts):])
 
 
-def _not_tables(statement: exp.Expr) -> set[int] | None:
-    """ids of the Table nodes that are CTE references or array paths, by scope; None when sqlglot cannot scope it."""
-    try:
-        scopes = traverse_scope(statement)
-    except SqlglotError:
-        return None
-    skipped: set[int] = set()
-    for scope in scopes:
-        ctes = {name.lower() for name in scope.cte_sources}  # CTE names and aliases ignore case in BigQuery
-        for table in scope.tables:
-            if not table.catalog and not table.db and table.name.lower() in ctes:
-                skipped.add(id(table))
-            elif not table.catalog and table.db and _is_array_path(table):
-                skipped.add(id(table))  # FROM t JOIN t.items: an implicit UNNEST of t's array column
-    return skipped
-
-
-def _is_array_path(table: exp.Table) -> bool:
-    """``table.db`` is an alias declared earlier in the same FROM/JOIN chain, or in an enclosing query.
-
-    ``FROM t AS u, u.items`` and ``JOIN u.items``: an implicit UNNEST. An alias
-    declared later (``FROM finance.x, UNNEST(...) AS finance``), a CTE name, or
-    anything sqlglot does not place in a FROM/JOIN chain leaves ``table`` a
-    table: over-counting costs a dry run, under-counting lets a scan through.
-    """
-    wanted = table.db.lower()
-    child: exp.Expr = table
-    node = table.parent
-    while node is not None and not isinstance(node, exp.CTE):  # a CTE body sees no outer alias
-        if isinstance(node, (exp.From, exp.Join)) and isinstance(node.parent, exp.Select):
-            items = _from_items(node.parent)
-            position = next((index for index, item in enumerate(items) if item is node.this), len(items))
-            # A FROM item sees the items before it; an ON condition sees its own item too.
-            visible = items[:position] if child is node.this else items[:position + 1]
-            if any(_alias(item) == wanted for item in visible):
-                return True
-            child, node = node.parent, node.parent.parent
-            continue
-        if isinstance(node, exp.Select) and not isinstance(child, (exp.From, exp.Join)):
-            # A subquery in the select list, WHERE, ...: correlated to every item of this query.
-            if any(_alias(item) == wanted for item in _from_items(node)):
-                return True
-        child, node = node, node.parent
-    return False
-
-
-def _from_items(select: exp.Select) -> list[exp.Expr]:
-    """The items of a query's FROM/JOIN chain, in the order they are declared."""
-    first = select.args.get("from_") or select.args.get("from")
-    items: list[exp.Expr] = [first.this] if isinstance(first, exp.From) else []
-    return items + [join.this for join in select.args.get("joins") or []]
-
-
-def _alias(item: exp.Expr) -> str:
-    """The name a FROM item is referred to by (lower case): its alias, else a table's own name."""
-    alias = item.args.get("alias")
-    if isinstance(alias, exp.TableAlias):
-        named = alias.this or (alias.columns[0] if isinstance(item, exp.Unnest) and alias.columns else None)
-        if isinstance(named, exp.Identifier):
-            return named.name.lower()
-    return item.name.lower() if isinstance(item, exp.Table) else ""
-
-
 def find_targets(sql: str, registry: Registry) -> Targets:
     """Every table ``sql`` reads, matched to the registry, and the rewritten text."""
     statements = parse(sql)
     resolver = _Resolver(registry)
     found = Targets(sql=sql, rewritten=sql)
     edits: list[tuple[int, int, str]] = []
+    temps: set[str] = set()  # temp tables created earlier in the script
     for statement in statements:
+        destination = _destination(statement)
         ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
-        scoped = _not_tables(statement)
+        scoped = not_tables(statement)
         found.has_limit = found.has_limit or statement.find(exp.Limit) is not None
         found.selects_star = found.selects_star or any(
             isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
@@ -190,11 +130,17 @@ def find_targets(sql: str, registry: Registry) -> Targets:
                 continue  # an unqualified table-valued built-in (EXTERNAL_QUERY, ...) or ML.*
             if id(table) in (scoped or set()):
                 continue  # a CTE, or an array path
-            if _outside_scopes(table, scoped, ctes):
+            if outside_scopes(table, scoped, ctes):
                 continue  # a CTE name, where sqlglot could not tell scopes
-            edit = _classify(table, parts, sql, resolver, found)
+            if len(parts) == 1 and parts[0].lower() in temps:
+                continue  # a temp table the script created earlier
+            if table is destination and (_is_routine(statement) or _is_temp(statement)):
+                continue  # the name of a function, procedure or temp table being created
+            edit = _classify(table, parts, sql, resolver, found, written=table is destination)
             if edit is not None:
                 edits.append(edit)
+        if destination is not None and _is_temp(statement):
+            temps.add(destination.name.lower())
     rewritten = sql
     for start, end, text in sorted(set(edits), reverse=True):
         rewritten = rewritten[:start] + text + rewritten[end + 1:]
@@ -202,9 +148,26 @@ def find_targets(sql: str, registry: Registry) -> Targets:
     return found
 
 
-def _outside_scopes(table: exp.Table, scoped: set[int] | None, ctes: set[str]) -> bool:
-    """Without scopes (sqlglot could not build them), any CTE name of the statement counts as a CTE."""
-    return scoped is None and not table.db and not table.catalog and table.name.lower() in ctes
+def _destination(statement: exp.Expr) -> exp.Table | None:
+    """The table (or routine) a statement creates or writes: not a read, though a tracked one is still dry-run."""
+    if not isinstance(statement, (exp.Insert, exp.Create, exp.Merge, exp.Update, exp.Delete)):
+        return None
+    target = statement.this
+    if isinstance(target, (exp.Schema, exp.UserDefinedFunction)):
+        target = target.this
+    return target if isinstance(target, exp.Table) else None
+
+
+def _is_routine(statement: exp.Expr) -> bool:
+    """CREATE [TEMP] FUNCTION / TABLE FUNCTION / PROCEDURE (the body is still read)."""
+    return isinstance(statement, exp.Create) and str(statement.args.get("kind") or "").upper() in ROUTINES
+
+
+def _is_temp(statement: exp.Expr) -> bool:
+    """CREATE TEMP TABLE: its name means that table for the rest of the script."""
+    properties = statement.args.get("properties")
+    return isinstance(statement, exp.Create) and isinstance(properties, exp.Properties) \
+        and any(isinstance(item, exp.TemporaryProperty) for item in properties.expressions)
 
 
 def _path_parts(table: exp.Table, sql: str) -> list[str] | None:
@@ -229,24 +192,33 @@ def _path_parts(table: exp.Table, sql: str) -> list[str] | None:
     return parts if len(parts) > 1 and all(parts) else None
 
 
-def _classify(table: exp.Table, parts: list[str], sql: str, resolver: _Resolver, found: Targets) -> tuple[int, int, str] | None:
-    """Record ``table`` (whose path is ``parts``) in ``found``; the in-place edit that fully qualifies it, if it needs one."""
-    written = ".".join(parts)
+def _classify(
+    table: exp.Table, parts: list[str], sql: str, resolver: _Resolver, found: Targets, *, written: bool = False,
+) -> tuple[int, int, str] | None:
+    """Record ``table`` (whose path is ``parts``) in ``found``; the in-place edit that fully qualifies it, if it needs one.
+
+    ``written``: the destination of DML or CREATE, not a read: counted (and
+    rewritten) when tracked, never refused or listed when it is not.
+    """
+    text = ".".join(parts)
     tracked: TrackedTable | None = None
     if len(parts) == 1:
         tracked = resolver.registry.find(parts[0])
         if tracked is None:
-            found.unregistered.append(written)
+            if not written:
+                found.unregistered.append(text)
             return None
     elif len(parts) == 2:
         tracked = resolver.path(None, parts[0], parts[1])
     elif len(parts) == 3:
         tracked = resolver.path(parts[0], parts[1], parts[2])
         if tracked is None and parts[0] not in resolver.data_projects:
-            found.foreign.append(written)
+            if not written:
+                found.foreign.append(text)
             return None
     if tracked is None:
-        found.unregistered.append(written)
+        if not written:
+            found.unregistered.append(text)
         return None
     if tracked not in found.tracked:
         found.tracked.append(tracked)

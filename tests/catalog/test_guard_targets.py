@@ -150,3 +150,34 @@ def test_an_array_path_of_an_earlier_item_is_not_a_table_even_after_a_join(
     sql = "SELECT * FROM unit_economics AS u JOIN orders ON TRUE, UNNEST([1]) AS n, u.items"
     result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
     assert result.tables == ["finance.unit_economics", "sales.orders_v"]
+
+
+@pytest.mark.parametrize(("sql", "sent"), [
+    ("CREATE TEMP FUNCTION f(x INT64) AS (x * 2); SELECT f(margin_eur) FROM unit_economics",
+     f"CREATE TEMP FUNCTION f(x INT64) AS (x * 2); SELECT f(margin_eur) FROM {ECONOMICS}"),
+    ("CREATE TEMP TABLE tmp AS SELECT margin_eur FROM unit_economics; SELECT * FROM tmp",
+     f"CREATE TEMP TABLE tmp AS SELECT margin_eur FROM {ECONOMICS}; SELECT * FROM tmp"),
+    ("INSERT INTO scratch.x SELECT * FROM unit_economics", f"INSERT INTO scratch.x SELECT * FROM {ECONOMICS}"),
+    ("CREATE TABLE scratch.x AS SELECT * FROM unit_economics", f"CREATE TABLE scratch.x AS SELECT * FROM {ECONOMICS}"),
+    ("MERGE scratch.x T USING unit_economics S ON T.a = S.a WHEN MATCHED THEN DELETE",
+     f"MERGE scratch.x T USING {ECONOMICS} S ON T.a = S.a WHEN MATCHED THEN DELETE"),
+    ("UPDATE scratch.x SET a = 1 WHERE b IN (SELECT b FROM unit_economics)",
+     f"UPDATE scratch.x SET a = 1 WHERE b IN (SELECT b FROM {ECONOMICS})"),
+    ("CREATE TEMP FUNCTION g() AS ((SELECT COUNT(*) FROM unit_economics)); SELECT g()",
+     f"CREATE TEMP FUNCTION g() AS ((SELECT COUNT(*) FROM {ECONOMICS})); SELECT g()"),
+])
+def test_a_script_dry_runs_its_reads_and_does_not_refuse_its_own_names_or_destinations(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str, sent: str,
+) -> None:
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == ["finance.unit_economics"] and result.sql == sent
+    assert fake.kinds() == ["dry_run"]
+
+
+def test_a_tracked_dml_destination_is_still_dry_run(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
+) -> None:
+    result = check_query("DELETE FROM unit_economics WHERE TRUE", settings=settings, registry=registry, source=source, cache=cache)
+    assert result.tables == ["finance.unit_economics"] and fake.kinds() == ["dry_run"]
+    with pytest.raises(PathNotRegistered):  # a read of an untracked path in a script is still refused
+        check_query("INSERT INTO scratch.x SELECT * FROM finance.other", settings=settings, registry=registry, source=source, cache=cache)
