@@ -24,6 +24,7 @@ from catalog.errors import BigQueryError, RefreshFailed
 from catalog.fetch import DatasetResult, Sizes, fetch_dataset, fetch_region_storage
 from catalog.models import TrackedTable, discovered_table
 from catalog.registry import Registry, load_registry
+from catalog.resolve import dedupe, resolve
 from catalog.settings import CatalogSettings, load_settings
 from catalog.singleflight import AlreadyRunning, RefreshLock
 
@@ -66,27 +67,6 @@ class _Unit:
     dataset: str
     tables: dict[str, list[TrackedTable]] = field(default_factory=dict)
     whole: bool = False
-
-
-def resolve(registry: Registry, table_id: str, cache: Cache | None = None) -> TrackedTable:
-    """A registry id, or ``dataset.table`` inside a dataset tracked whole (case-insensitive)."""
-    explicit = registry.find(table_id)
-    if explicit is not None:
-        return explicit
-    dataset, dot, name = table_id.partition(".")
-    for project, tracked in registry.datasets:
-        if dot and name and tracked.lower() == dataset.lower():
-            # BigQuery table names are case-sensitive; a known row knows the real spelling.
-            return discovered_table(project, tracked, _spelling(cache, project, tracked, name))
-    return registry.require(table_id, [f"{dataset}.*" for _, dataset in registry.datasets])
-
-
-def _spelling(cache: Cache | None, project: str, dataset: str, name: str) -> str:
-    """The cached table name ``name`` means: the exact one, else the only one differing in case, else ``name``."""
-    rows = [row for row in (cache.find_ignoring_case(f"{dataset}.{name}") if cache is not None else [])
-            if (row.project, row.dataset) == (project, dataset) and row.id == f"{row.dataset}.{row.table}"]
-    names = [row.table for row in rows]
-    return name if name in names or len(names) != 1 else names[0]
 
 
 class Refresher:
@@ -187,8 +167,16 @@ class Refresher:
                 outcomes.append((table.id, "succeeded", ""))
         for name, error in result.errors.items():
             for failed in tables.pop(name, None) or [discovered_table(unit.project, unit.dataset, name)]:
-                outcomes.append(self._fail(failed, error.summary))
+                outcomes.append(self._fail(failed, error.summary, listed=True))
         for table in (table for group in tables.values() for table in group):
+            if self._unknown(table):
+                # Asked for by name (catalog refresh --table wh.evnets), never listed, never cached: a typo
+                # or a table that does not exist. Reported, but no row, or every later refresh would keep it.
+                message = (f"unknown table: {unit.dataset}.{table.table} is not in "
+                           f"{unit.project}.{unit.dataset}.INFORMATION_SCHEMA.TABLES and has never been cached")
+                logger.warning("table %s: %s", table.id, message)
+                outcomes.append((table.id, "failed", message))
+                continue
             # Not in INFORMATION_SCHEMA.TABLES: BigQuery had nothing to say about it.
             message = (
                 f"BigQuery returned no metadata: {unit.dataset}.{table.table} is not in "
@@ -199,10 +187,18 @@ class Refresher:
             outcomes.append((table.id, "no_data", message))
         return outcomes
 
-    def _fail(self, table: TrackedTable, message: str) -> tuple[str, str, str]:
-        """The stable text (no request URL or job id: the same failure always reads the same), at most 512 characters."""
+    def _unknown(self, table: TrackedTable) -> bool:
+        """A discovered table with no cache row: nothing says it exists."""
+        return table.discovered and self.cache.get(table.id) is None
+
+    def _fail(self, table: TrackedTable, message: str, *, listed: bool = False) -> tuple[str, str, str]:
+        """The stable text (no request URL or job id: the same failure always reads the same), at most 512 characters.
+
+        ``listed``: BigQuery named the table. A discovered table it did not name gets no row until it does.
+        """
         message = message[:ERROR_MSG_LIMIT]
-        self.cache.record_error(table, message, self.clock())
+        if listed or not self._unknown(table):
+            self.cache.record_error(table, message, self.clock())
         logger.warning("table %s failed: %s", table.id, message)
         return (table.id, "failed", message)
 
@@ -229,7 +225,7 @@ def refresh(
     only = None
     if table_ids is not None:
         with Cache(settings.db_path) as cache:
-            only = _dedupe([resolve(registry, table_id, cache) for table_id in table_ids])
+            only = dedupe([resolve(registry, table_id, cache) for table_id in table_ids])
     started_at = clock()
     summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=stamp(started_at))
     try:
@@ -253,10 +249,6 @@ def refresh(
     if raise_on_failure and summary.failed:
         raise RefreshFailed(summary, summary.failed, summary.total)
     return summary
-
-
-def _dedupe(tables: list[TrackedTable]) -> list[TrackedTable]:
-    return list({table.id.lower(): table for table in tables}.values())
 
 
 def refresh_all(

@@ -153,3 +153,26 @@ def test_discovered_tables_whose_names_differ_only_in_case_are_two_rows(
         assert [table.id for table in tracked_tables(registry, cache)] == ["analytics.Events", "analytics.events"]
         assert find_tracked(registry, cache, "analytics.events").table == "events"
         assert find_tracked(registry, cache, "analytics.Events").table == "Events"
+
+
+def test_a_typo_of_a_table_in_a_dataset_tracked_whole_leaves_no_phantom_row(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("wh", Table("events"))
+    registry = registry_for(tmp_path, {}, datasets="wh")
+
+    typo = refresh(["wh.evnets"], settings=settings, registry=registry, source=source, env={})
+
+    assert (typo.total, typo.failed, typo.no_data) == (1, 1, 0)
+    assert typo.failures["wh.evnets"].startswith("unknown table: wh.evnets is not in data-proj.wh.INFORMATION_SCHEMA.TABLES")
+    with Cache(settings.db_path) as cache:
+        assert cache.get("wh.evnets") is None
+    full = refresh(None, settings=settings, registry=registry, source=source, env={})
+    assert (full.total, full.succeeded, full.no_data) == (1, 1, 0)
+    with Cache(settings.db_path) as cache:
+        assert [table.id for table in tracked_tables(registry, cache)] == ["wh.events"]
+
+    # A table that was cached and then disappeared keeps its row, reported as no_data.
+    fake.drop("wh", "events")
+    gone = refresh(["wh.events"], settings=settings, registry=registry, source=source, env={})
+    assert (gone.no_data, gone.failed) == (1, 0)
