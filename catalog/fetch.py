@@ -102,12 +102,17 @@ def fetch_dataset(
         "table_name, table_type, IF(table_type = 'BASE TABLE', ddl, NULL) AS ddl",
         quote_path(project, dataset, "INFORMATION_SCHEMA.TABLES"), where,
     )
+    unknown: dict[str, BigQueryError] = {}
     for row in source.query(sql, params):
         try:
             types[row["table_name"]] = (parse_entity_type(row["table_type"]), row["ddl"])
-        except ValueError as exc:
-            logger.warning("dataset %s.%s: table %s: %s", project, dataset, row["table_name"], exc)
-    result = DatasetResult(missing=[name for name in names or [] if name not in types])
+        except ValueError:
+            # Listed, so not deleted: a failure of this table (its last good row stays), never "no data".
+            message = f"unknown table_type {row['table_type']!r} in {project}.{dataset}.INFORMATION_SCHEMA.TABLES"
+            logger.warning("dataset %s.%s: table %s: %s", project, dataset, row["table_name"], message)
+            unknown[row["table_name"]] = BigQueryError(message, reason="unknownTableType", status=None, permanent=True)
+    result = DatasetResult(missing=[name for name in names or [] if name not in types and name not in unknown])
+    result.errors.update(unknown)
     if not types:
         return result
     columns = _columns(source, project, dataset, sorted(types))

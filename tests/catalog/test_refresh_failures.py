@@ -176,3 +176,19 @@ def test_a_typo_of_a_table_in_a_dataset_tracked_whole_leaves_no_phantom_row(
     fake.drop("wh", "events")
     gone = refresh(["wh.events"], settings=settings, registry=registry, source=source, env={})
     assert (gone.no_data, gone.failed) == (1, 0)
+
+
+def test_an_unknown_table_type_fails_the_table_and_keeps_its_last_good_data(
+    tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings,
+) -> None:
+    fake.add("shop", Table("orders", rows=7))
+    registry = registry_for(tmp_path, {"orders": ("shop", "orders")})
+    assert refresh(None, settings=settings, registry=registry, source=source, env={}).succeeded == 1
+
+    fake.datasets[("data-proj", "shop")]["orders"].table_type = "FUTURE TYPE"
+    summary = refresh(None, settings=settings, registry=registry, source=source, env={})
+
+    assert (summary.failed, summary.no_data, summary.succeeded) == (1, 0, 0)
+    assert summary.failures["orders"] == "unknown table_type 'FUTURE TYPE' in data-proj.shop.INFORMATION_SCHEMA.TABLES"
+    row = cached(settings, "orders")
+    assert row.error_msg == summary.failures["orders"] and row.rows == 7
