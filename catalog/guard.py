@@ -117,10 +117,11 @@ def check_query(
     targets = find_targets(sql, registry)
     if cap == 0:
         logger.debug("cost guard off (max_scan_bytes 0): allowing without a dry run")
-        return GuardResult(None, 0, targets.tables, targets.rewritten, untracked_tables=targets.unregistered + targets.foreign)
+        return GuardResult(None, 0, targets.tables, targets.rewritten,
+                           untracked_tables=targets.unregistered + targets.foreign + targets.metadata)
     if targets.unregistered:
         raise PathNotRegistered(targets.unregistered, targets.tables, unregistered_suggestion(targets.unregistered, registry))
-    if not targets.tracked:
+    if not targets.tracked and not targets.metadata:  # INFORMATION_SCHEMA views are billed: estimate them
         return GuardResult(None, cap, [], sql, untracked_tables=targets.foreign)
 
     own_source = source is None
@@ -130,7 +131,7 @@ def check_query(
         if estimate.scan_bytes <= cap:
             logger.debug("query allowed: %d bytes of %d (%s)", estimate.scan_bytes, cap, ", ".join(targets.tables))
             return GuardResult(estimate.scan_bytes, cap, targets.tables, estimated_sql, estimate.accuracy,
-                               untracked_tables=targets.foreign)
+                               untracked_tables=targets.foreign + targets.metadata)
         own_cache = cache is None
         cache = cache or Cache(settings.db_path)
         try:

@@ -44,6 +44,7 @@ class Targets:
     tracked: list[TrackedTable] = field(default_factory=list)  # in order of first appearance, once each
     unregistered: list[str] = field(default_factory=list)  # data-project paths (and bare names) not tracked
     foreign: list[str] = field(default_factory=list)  # paths in projects the registry does not hold
+    metadata: list[str] = field(default_factory=list)  # INFORMATION_SCHEMA views: billed, so always dry-run
     selects_star: bool = False
     has_limit: bool = False
 
@@ -201,6 +202,10 @@ def _classify(
     rewritten) when tracked, never refused or listed when it is not.
     """
     text = ".".join(parts)
+    if any(part.upper().split(".")[0] == "INFORMATION_SCHEMA" for part in parts):
+        if not written:  # finance.INFORMATION_SCHEMA.COLUMNS, `region-eu`.INFORMATION_SCHEMA.JOBS: never registered
+            found.metadata.append(text)
+        return None
     tracked: TrackedTable | None = None
     if len(parts) == 1:
         tracked = resolver.registry.find(parts[0])

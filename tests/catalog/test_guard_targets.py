@@ -181,3 +181,16 @@ def test_a_tracked_dml_destination_is_still_dry_run(
     assert result.tables == ["finance.unit_economics"] and fake.kinds() == ["dry_run"]
     with pytest.raises(PathNotRegistered):  # a read of an untracked path in a script is still refused
         check_query("INSERT INTO scratch.x SELECT * FROM finance.other", settings=settings, registry=registry, source=source, cache=cache)
+
+
+@pytest.mark.parametrize(("sql", "path"), [
+    ("SELECT column_name FROM finance.INFORMATION_SCHEMA.COLUMNS", "finance.INFORMATION_SCHEMA.COLUMNS"),
+    ("SELECT * FROM `region-eu`.INFORMATION_SCHEMA.JOBS", "region-eu.INFORMATION_SCHEMA.JOBS"),
+    ("SELECT * FROM `data-proj.finance.INFORMATION_SCHEMA.COLUMNS`", "data-proj.finance.INFORMATION_SCHEMA.COLUMNS"),
+])
+def test_an_information_schema_view_is_dry_run_not_refused(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache, sql: str, path: str,
+) -> None:
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache)
+    assert (result.tables, result.untracked_tables, result.scan_bytes) == ([], [path], fake.scan_bytes)
+    assert [seen.sql for seen in fake.seen] == [sql] and fake.kinds() == ["dry_run"]
