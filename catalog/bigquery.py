@@ -201,9 +201,10 @@ class BigQuerySource:
         return TableFacts(found.table_type, found.num_rows, found.num_bytes, _partition_column(found),
                           tuple(found.clustering_fields or ()))
 
-    def estimate(self, sql: str) -> ScanEstimate:
-        """What ``sql`` would scan, from one dry run (free, runs nothing)."""
-        config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, use_legacy_sql=False)
+    def estimate(self, sql: str, parameters: Sequence[Any] = ()) -> ScanEstimate:
+        """What ``sql`` would scan, from one dry run (free, runs nothing); ``parameters`` declare its @names."""
+        config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, use_legacy_sql=False,
+                                         query_parameters=list(parameters))
         try:
             job = self.client.query(sql, job_config=config, location=self.location, retry=self._retry, job_retry=None,
                                     timeout=self.policy.request_timeout)

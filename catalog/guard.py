@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,8 +103,13 @@ def check_query(
     cache: Cache | None = None,
     source: BigQuerySource | None = None,
     policy: RetryPolicy | None = None,
+    parameters: Sequence[Any] = (),
 ) -> GuardResult:
     """Allow ``sql`` (a GuardResult) or raise QueryGuardError saying why not and what to do.
+
+    ``parameters`` are the query's ``@name`` parameters as the caller will run
+    it (google-cloud-bigquery ``ScalarQueryParameter``/``ArrayQueryParameter``
+    objects): the dry run needs them declared, or BigQuery rejects the query.
 
     Raises InvalidSql, PathNotRegistered, EstimateFailed or ScanTooLarge (all
     QueryGuardError); ConfigError or CredentialsError when the guard itself
@@ -127,7 +132,7 @@ def check_query(
     own_source = source is None
     source = source or connect(registry.billing_project, registry.location, emulator_endpoint=settings.emulator_endpoint, policy=policy)
     try:
-        estimate, estimated_sql = _estimate(source, targets)
+        estimate, estimated_sql = _estimate(source, targets, parameters)
         if estimate.scan_bytes <= cap:
             logger.debug("query allowed: %d bytes of %d (%s)", estimate.scan_bytes, cap, ", ".join(targets.tables))
             return GuardResult(estimate.scan_bytes, cap, targets.tables, estimated_sql, estimate.accuracy,
@@ -149,16 +154,16 @@ def check_query(
     raise ScanTooLarge(estimate.scan_bytes, cap, estimate.accuracy, targets.tables, views, suggestion)
 
 
-def _estimate(source: BigQuerySource, targets: Targets) -> tuple[ScanEstimate, str]:
+def _estimate(source: BigQuerySource, targets: Targets, parameters: Sequence[Any]) -> tuple[ScanEstimate, str]:
     """One dry run of the rewrite; the text as written once more only if BigQuery calls the rewrite invalid."""
     try:
-        return source.estimate(targets.rewritten), targets.rewritten
+        return source.estimate(targets.rewritten, parameters), targets.rewritten
     except BigQueryError as first:
         if targets.rewritten == targets.sql or first.reason not in REWRITE_REJECTED:
             raise EstimateFailed(targets.tables, first.summary, None, _estimate_advice(first)) from None
         logger.info("BigQuery rejected the rewritten query (%s); estimating the query as written", first)
         try:
-            return source.estimate(targets.sql), targets.sql
+            return source.estimate(targets.sql, parameters), targets.sql
         except BigQueryError as second:
             different = second.summary if second.summary != first.summary else None
             raise EstimateFailed(targets.tables, first.summary, different, _estimate_advice(second)) from None

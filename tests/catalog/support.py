@@ -339,11 +339,17 @@ class FakeBigQuery:
         config = request.get("configuration", {})
         if not config.get("dryRun"):
             raise UnmatchedRequest(f"only dry runs are served on jobs.insert, got {request!r}")
+        sql = config["query"]["query"]
+        declared = {param.get("name") for param in config["query"].get("queryParameters", [])}
         with self.lock:
-            self.seen.append(Seen("dry_run", "", "", {}, config["query"]["query"]))
+            self.seen.append(Seen("dry_run", "", "", {name: [] for name in declared if name}, sql))
         failed = self._failure("dry_run", None, None)
         if failed:
             return failed
+        # Like BigQuery: a named parameter the request does not declare is an invalid query.
+        for name in re.findall(r"@(\w+)", re.sub(r"'[^']*'", "", sql)):
+            if name not in declared:
+                return 400, error_body(400, "invalidQuery", f"Query parameter '{name}' not found at [1:1]")
         statistics: dict[str, Any] = {"totalBytesProcessed": str(self.scan_bytes), "totalBytesBilled": "0", "cacheHit": False,
                                       "statementType": "SELECT"}
         job_statistics: dict[str, Any] = {"creationTime": "1767225600000", "totalBytesProcessed": str(self.scan_bytes),

@@ -347,3 +347,22 @@ def test_the_estimate_is_the_billing_cap_with_headroom_and_bigquerys_minimum(
     shop.scan_bytes = 0
     tiny = guard("SELECT * FROM unit_economics JOIN orders USING (id)", settings, registry, source, cache)
     assert tiny.maximum_bytes_billed() == 2 * MIN_BILLED_PER_TABLE  # 10 MB for each table referenced
+
+
+def test_query_parameters_are_declared_in_the_dry_run(
+    shop: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
+) -> None:
+    from google.cloud.bigquery import ScalarQueryParameter
+
+    warm(cache, registry)
+    shop.scan_bytes = GIB
+    sql = "SELECT margin_eur FROM unit_economics WHERE country_code = @country"
+    # Undeclared, BigQuery rejects the dry run: the guard cannot estimate and refuses.
+    error = refused(sql, settings, registry, source, cache)
+    assert isinstance(error, EstimateFailed)
+    assert "Query parameter 'country' not found" in str(error.detail["underlying"])
+
+    result = check_query(sql, settings=settings, registry=registry, source=source, cache=cache,
+                         parameters=[ScalarQueryParameter("country", "STRING", "CZ")])
+    assert result.allowed and result.scan_bytes == GIB
+    assert shop.seen[-1].kind == "dry_run" and set(shop.seen[-1].params) == {"country"}
