@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from catalog.errors import ConfigError
 from scheduler.settings import check_seconds
@@ -96,8 +97,13 @@ def emulator_endpoint(raw: str | None) -> tuple[str | None, str | None]:
                       "credentials; the value is not shown because it holds one)")
     rest = text.removeprefix("http://")
     host, _, port = rest.rpartition(":")
-    if not host or "/" in rest or not port.isdigit() or not 0 < int(port) < 65536:
-        return None, f"BIGQUERY_EMULATOR_HOST={raw!r} must be host:port, e.g. 127.0.0.1:9050"
+    try:
+        parsed = urlsplit(f"http://{rest}")
+        valid = bool(parsed.hostname) and parsed.port is not None and 0 < parsed.port
+    except ValueError:  # e.g. an unclosed [::1
+        valid = False
+    if not host or "/" in rest or not port.isdigit() or not valid:
+        return None, f"BIGQUERY_EMULATOR_HOST={raw!r} must be host:port, e.g. 127.0.0.1:9050 or [::1]:9050"
     return f"http://{rest}", None
 
 

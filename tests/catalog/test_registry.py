@@ -131,10 +131,21 @@ def test_settings_defaults_and_validation() -> None:
         "CATALOG_DB='' must be a file path (unset it to use data/catalog.sqlite)",
         "CATALOG_REFRESH_CONCURRENCY=0 must be between 1 and 64",
         "SCHEDULER_BQ_METADATA_REFRESH_INTERVAL='' must be a positive integer (seconds)",
-        "BIGQUERY_EMULATOR_HOST='localhost' must be host:port, e.g. 127.0.0.1:9050",
+        "BIGQUERY_EMULATOR_HOST='localhost' must be host:port, e.g. 127.0.0.1:9050 or [::1]:9050",
     ]
     with pytest.raises(ConfigError, match="CATALOG_REFRESH_CONCURRENCY='four' must be a positive integer"):
         load_settings({"CATALOG_REFRESH_CONCURRENCY": "four"})
+
+
+@pytest.mark.parametrize("value", ["[::1", "[::1:9050", "host:99999"])
+def test_a_malformed_emulator_host_is_a_configuration_error(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"BIGQUERY_EMULATOR_HOST": value})
+    assert caught.value.problems == [f"BIGQUERY_EMULATOR_HOST={value!r} must be host:port, e.g. 127.0.0.1:9050 or [::1]:9050"]
+
+
+def test_an_ipv6_emulator_host_is_accepted() -> None:
+    assert load_settings({"BIGQUERY_EMULATOR_HOST": "[::1]:9050"}).emulator_endpoint == "http://[::1]:9050"
 
 
 @pytest.mark.parametrize("value", ["user:s3cret@127.0.0.1:9050", "http://user:s3cret@127.0.0.1:9050", "s3cret@localhost:9050"])
