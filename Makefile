@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check scheduler catalog tests bench
+	$(BIN)/ruff check tickless scheduler catalog tests bench
 	$(BIN)/mypy
 
 # Benchmarks (not run by CI): prints tables, writes bench/results/*.json.

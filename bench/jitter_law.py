@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bench.common import header, table, write_result
-from scheduler.spec import Schedule
-from scheduler.triggers import schedule_trigger
+from scheduler.config.spec import Schedule
+from scheduler.timing.triggers import schedule_trigger
 
 INTERVAL, JITTER, RUNS = 60, 30, 100_000
 START = datetime(2026, 1, 1, tzinfo=UTC)

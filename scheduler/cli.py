@@ -15,27 +15,27 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from scheduler import __version__
-from scheduler.catalogue import load_catalogue
+from scheduler.config.catalogue import load_catalogue
 from scheduler.errors import ConfigError, SchedulerError, UnknownJobError
-from scheduler.execution import RunExecutor, iso
-from scheduler.fields import closest
-from scheduler.http import HttpClient
-from scheduler.listing import history_text, job_row, list_text, run_json
-from scheduler.logs import configure_logging, stop_logging
-from scheduler.metrics import Metrics, MetricsServer
-from scheduler.planning import plan_jobs
-from scheduler.runner import Service, resolve_seed, utc_now
-from scheduler.settings import DEFAULT_API_URL, Settings, config_path, load_settings
-from scheduler.spec import JobSpec
-from scheduler.state import RunRecord, StateStore, check_state_path
-from scheduler.triggers import build_trigger
+from scheduler.execution.run import RunExecutor, iso
+from tickless.config.problems import Problem, closest
+from scheduler.execution.http import HttpClient
+from scheduler.reports import history_text, job_row, list_text, run_json
+from scheduler.ops.logs import configure_logging, stop_logging
+from scheduler.ops.metrics import Metrics, MetricsServer
+from scheduler.timing.planning import plan_jobs
+from scheduler.service import Service, resolve_seed, utc_now
+from scheduler.config.settings import DEFAULT_API_URL, Settings, config_path, load_settings
+from scheduler.config.spec import JobSpec
+from scheduler.state.store import RunRecord, StateStore, check_state_path
+from scheduler.timing.triggers import build_trigger
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
 def load(config: str | None) -> tuple[Settings, list[JobSpec]]:
     """Settings and jobs, every problem of both reported together."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     settings: Settings | None = None
     try:
         settings = load_settings(os.environ, config)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tickless.config.problems import Problem, as_problem
+
 
 class SchedulerError(Exception):
     """Base of every error this package raises on purpose."""
@@ -16,13 +18,18 @@ class SchedulerError(Exception):
 class ConfigError(SchedulerError):
     """One or more configuration problems, collected and raised once.
 
-    ``problems`` holds one line per problem, already located
-    (``FILE:LINE: job 'NAME': field: what is wrong`` or ``NAME=value: rule``).
+    ``problems`` holds each problem with its location; ``str()`` of one is
+    its line (``FILE:LINE: job 'NAME': field: what is wrong`` or
+    ``NAME=value: rule``).
     """
 
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+    def __init__(self, problems: Iterable[Problem | str]) -> None:
+        self.problems = [as_problem(problem) for problem in problems]
+        super().__init__("\n".join(self.lines))
+
+    @property
+    def lines(self) -> list[str]:
+        return [str(problem) for problem in self.problems]
 
 
 class StateError(SchedulerError):

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from scheduler.errors import ConfigError
 
 if TYPE_CHECKING:
-    from scheduler.runner import Service
+    from scheduler.service import Service
 
-logger = logging.getLogger("scheduler.reload")
+logger = logging.getLogger(__name__)
 
 
 def apply_reload(service: Service) -> bool:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.catalogue import load_catalogue
+from scheduler.config.catalogue import load_catalogue
 from scheduler.errors import ConfigError
-from scheduler.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
+from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
 
 API_URL = "http://app.test:8000"
 SHIPPED = Path(__file__).resolve().parents[2] / "jobs.yaml"
@@ -49,8 +49,8 @@ def load_jobs(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Job
 def problems_of(path: Path, env: Mapping[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load(path, env)
-    assert str(caught.value) == "\n".join(caught.value.problems)
-    return caught.value.problems
+    assert str(caught.value) == "\n".join(caught.value.lines)
+    return caught.value.lines
 
 
 def located(path: Path, lines: list[str]) -> list[str]:
@@ -887,8 +887,8 @@ def test_every_problem_in_a_file_is_reported_in_one_error(tmp_path: Path) -> Non
     path = write_yaml(tmp_path, MANY_PROBLEMS)
     with pytest.raises(ConfigError) as caught:
         load(path, {"THIRD_INTERVAL": ""})
-    assert sorted(caught.value.problems) == sorted(located(path, MANY_PROBLEMS_FOUND))
-    assert str(caught.value).splitlines() == caught.value.problems
+    assert sorted(caught.value.lines) == sorted(located(path, MANY_PROBLEMS_FOUND))
+    assert str(caught.value).splitlines() == caught.value.lines
 
 
 def test_problems_are_sorted_by_line(tmp_path: Path) -> None:

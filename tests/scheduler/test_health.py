@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
-from scheduler.execution import Outcome
-from scheduler.health import HealthTracker
-from scheduler.spec import HttpTarget, JobSpec, Schedule
-from scheduler.state import JobState
+from scheduler.execution.run import Outcome
+from scheduler.ops.health import HealthTracker
+from scheduler.config.spec import HttpTarget, JobSpec, Schedule
+from scheduler.state.store import JobState
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 TARGET = HttpTarget("POST", "http://app/x")

@@ -19,8 +19,8 @@ import responses
 
 from scheduler import __version__
 from scheduler.errors import RunFailed
-from scheduler.http import HttpClient, HttpResult
-from scheduler.spec import HttpTarget, RetryPolicy
+from scheduler.execution.http import HttpClient, HttpResult
+from scheduler.config.spec import HttpTarget, RetryPolicy
 
 API_URL = "http://api.test:8000"
 TOKEN = "tok-5f1e-very-secret"

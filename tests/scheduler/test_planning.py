@@ -6,9 +6,9 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from scheduler.planning import fingerprint, plan_jobs
-from scheduler.spec import HttpTarget, JobSpec, Schedule
-from scheduler.state import JobState
+from scheduler.timing.planning import fingerprint, plan_jobs
+from scheduler.config.spec import HttpTarget, JobSpec, Schedule
+from scheduler.state.store import JobState
 
 START = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
 TARGET = HttpTarget("POST", "http://app/x")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.errors import ConfigError
-from scheduler.settings import Settings, check_seconds, load_settings
+from scheduler.config.settings import Settings, load_settings
+from tickless.config.variables import check_seconds
 
 SECRET = "tk-9f8e7d6c5b4a-very-secret"
 NO_TOKEN_WARNING = (
@@ -22,8 +23,8 @@ TICK = "SCHEDULER_TICK_SECONDS"
 def problems_of(env: Mapping[str, str], config: str | None = None) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_settings(env, config)
-    assert str(caught.value) == "\n".join(caught.value.problems)
-    return caught.value.problems
+    assert str(caught.value) == "\n".join(caught.value.lines)
+    return caught.value.lines
 
 
 def token_file(tmp_path: Path, content: str) -> str:
@@ -272,7 +273,7 @@ def test_token_never_appears_in_problems(extra: dict[str, str]) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert caught.value.problems
-    assert all(SECRET not in problem for problem in caught.value.problems)
+    assert all(SECRET not in problem for problem in caught.value.lines)
     assert SECRET not in str(caught.value)
     assert SECRET not in repr(caught.value)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.errors import StateError
-from scheduler.state import RunRecord, StateStore
+from scheduler.state.store import RunRecord, StateStore
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.spec import HttpTarget, JobSpec, Schedule
-from scheduler.triggers import (
+from scheduler.config.spec import HttpTarget, JobSpec, Schedule
+from scheduler.timing.triggers import (
     NonDriftingTrigger,
     build_trigger,
     cron_trigger,

@@ -6,7 +6,6 @@ returns None, so one pass over the file reports every mistake at once.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import re
@@ -16,12 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from scheduler.durations import DurationError, parse_duration
-from scheduler.interpolate import InterpolationError, expand
-from scheduler.settings import check_seconds
-from scheduler.spec import CallTarget, HttpTarget, RetryPolicy
-from scheduler.triggers import cron_trigger
-from scheduler.yamlfile import LineMap
+from tickless.config.durations import DurationError, parse_duration
+from tickless.config.interpolate import InterpolationError, expand
+from tickless.config.problems import Problems, did_you_mean
+from tickless.config.variables import check_seconds
+from scheduler.config.spec import CallTarget, HttpTarget, RetryPolicy
+from scheduler.timing.triggers import cron_trigger
+from tickless.config.yamlfile import LineMap
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 RESERVED_HEADERS = ("authorization", "idempotency-key", "x-scheduler-job", "x-scheduler-scheduled-for")
@@ -30,41 +30,21 @@ _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _MISSING = object()
 
 
-def closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
-def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
-    match = closest(word, choices)
-    return f" (did you mean {match!r}?)" if match else ""
-
-
 class Context:
-    """Where we are in the file (path, job) and every problem found so far."""
+    """The environment for ${VAR}, and the problems of the job being read."""
 
-    def __init__(self, path: str, env: Mapping[str, str], problems: list[str], job: str | None = None) -> None:
-        self.path = path
+    def __init__(self, env: Mapping[str, str], problems: Problems) -> None:
         self.env = env
         self.problems = problems
-        self.job = job
 
     def for_job(self, name: str) -> Context:
-        return Context(self.path, self.env, self.problems, name)
+        return Context(self.env, self.problems.about(f"job {name!r}"))
 
     def add(self, line: int | None, field: str | None, message: str) -> None:
-        where = f"{self.path}:{line}:" if line else f"{self.path}:"
-        who = f" job {self.job!r}:" if self.job else ""
-        what = f" {field}:" if field else ""
-        self.problems.append(f"{where}{who}{what} {message}")
+        self.problems.add(line, field, message)
 
     def check_keys(self, mapping: LineMap, allowed: tuple[str, ...], prefix: str = "") -> None:
-        for key in mapping:
-            if key not in allowed:
-                self.add(
-                    mapping.line_of(key), f"{prefix}{key}",
-                    f"unknown key{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}",
-                )
+        self.problems.check_keys(mapping, allowed, prefix)
 
     def value(self, mapping: LineMap, key: str, field: str) -> tuple[Any, str | None]:
         """The value with ${VAR} expanded, and the variable it came from whole."""

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from scheduler.execution import Outcome, iso
-from scheduler.metrics import Health
-from scheduler.spec import JobSpec
-from scheduler.state import JobState
-from scheduler.triggers import gap_range_seconds
+from scheduler.execution.run import Outcome, iso
+from scheduler.ops.metrics import Health
+from scheduler.config.spec import JobSpec
+from scheduler.state.store import JobState
+from scheduler.timing.triggers import gap_range_seconds
 
 if TYPE_CHECKING:
-    from scheduler.runner import Service
+    from scheduler.service import Service
 
 
 @dataclass

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from scheduler.spec import JobSpec
-from scheduler.state import JobState
-from scheduler.triggers import NonDriftingTrigger, initial_offset, schedule_trigger
+from scheduler.config.spec import JobSpec
+from scheduler.state.store import JobState
+from scheduler.timing.triggers import NonDriftingTrigger, initial_offset, schedule_trigger
 
 # Bound on the slots walked to find the latest one missed inside a catch-up window.
 _MAX_WALK = 100_000

@@ -15,18 +15,18 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler import __version__
-from scheduler.execution import Outcome, RunExecutor, iso
-from scheduler.health import HealthTracker
-from scheduler.http import HttpClient
+from scheduler.execution.run import Outcome, RunExecutor, iso
+from scheduler.ops.health import HealthTracker
+from scheduler.execution.http import HttpClient
 from scheduler.inflight import InFlight, InFlightRun
-from scheduler.metrics import Metrics
-from scheduler.planning import Plan, plan_jobs
-from scheduler.pool import FireTimeExecutor
-from scheduler.settings import Settings
-from scheduler.spec import JobSpec
-from scheduler.state import BackgroundRecorder, RunRecord, StateStore
+from scheduler.ops.metrics import Metrics
+from scheduler.timing.planning import Plan, plan_jobs
+from scheduler.execution.executor import FireTimeExecutor
+from scheduler.config.settings import Settings
+from scheduler.config.spec import JobSpec
+from scheduler.state.store import BackgroundRecorder, RunRecord, StateStore
 
-logger = logging.getLogger("scheduler.runner")
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 Loader = Callable[[], list[JobSpec]]

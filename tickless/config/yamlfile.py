@@ -1,8 +1,15 @@
-"""Safe YAML loading that remembers line numbers and rejects duplicate keys.
+"""Safe YAML loading that remembers line numbers, rejects duplicate keys and
+stays bounded on hostile input.
 
 PyYAML's SafeLoader silently keeps the last of two equal keys; a job catalogue
 with two ``data-refresh`` entries must be an error instead, so mappings are
 built here, each remembering the line of every key.
+
+PyYAML also recurses once per nesting level (500 levels end in a
+RecursionError) and lets aliases multiply a small file into a huge document
+("billion laughs"). Both are refused while the node graph is composed, before
+anything is built: nesting beyond ``MAX_DEPTH`` levels, and a document whose
+aliases would expand it beyond ``MAX_NODES`` nodes.
 """
 
 from __future__ import annotations
@@ -45,10 +52,60 @@ class YamlProblem(Exception):
         super().__init__(message)
 
 
+# Far beyond any real jobs.yaml or catalog.yaml, far below Python's recursion limit.
+MAX_DEPTH = 100
+# Nodes of the document with every alias expanded: a few thousand in a large real file.
+MAX_NODES = 100_000
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
 class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.duplicates: list[YamlProblem] = []
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise YamlProblem(mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in the document with every alias expanded, counted once per use.
+
+    Each node's size is computed once (memoised), so an alias bomb is measured
+    in time linear in its written size; counting stops past MAX_NODES. An alias
+    that refers to a node containing itself is infinite.
+    """
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise YamlProblem(node.start_mark.line + 1, "an alias refers to a node that contains it (a recursive document)")
+        pending.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        elif isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+        total = min(total, MAX_NODES + 1)
+        pending.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[LineMap]:
@@ -90,7 +147,11 @@ def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
     Raises YamlProblem for a file that cannot be read or parsed at all.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise YamlProblem(None, f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB: not a configuration file")
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise YamlProblem(None, f"cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -103,7 +164,13 @@ def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
         character = chr(exc.character) if isinstance(exc.character, int) else exc.character
         raise YamlProblem(at_line, f"invalid YAML: character {character!r} is not allowed ({exc.reason})") from None
     try:
-        document = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_NODES:
+            raise YamlProblem(
+                node.start_mark.line + 1,
+                f"aliases expand the document beyond {MAX_NODES} nodes (an alias bomb?): write the values out",
+            )
+        document = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

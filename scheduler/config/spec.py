@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
 
-from scheduler.durations import format_duration
+from tickless.config.durations import format_duration
 
 
 @dataclass(frozen=True)

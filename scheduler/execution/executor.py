@@ -19,7 +19,7 @@ from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutio
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.job import Job
 
-logger = logging.getLogger("scheduler.pool")
+logger = logging.getLogger(__name__)
 
 
 class FireTimeExecutor(BaseExecutor):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from scheduler.errors import RunFailed
-from scheduler.http import HttpClient
-from scheduler.spec import CallTarget, JobSpec
+from scheduler.execution.http import HttpClient
+from scheduler.config.spec import CallTarget, JobSpec
 
 logger = logging.getLogger("scheduler.runs")
 

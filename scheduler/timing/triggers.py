@@ -22,7 +22,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.spec import JobSpec, Schedule
+from scheduler.config.spec import JobSpec, Schedule
 
 _TICK = timedelta(microseconds=1)
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")

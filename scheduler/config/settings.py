@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from scheduler.durations import MAX_SECONDS
 from scheduler.errors import ConfigError
+from tickless.config.variables import EnvReader
 
 DEFAULT_API_URL = "http://localhost:8000"
 DEFAULT_CONFIG = "jobs.yaml"
@@ -23,24 +23,6 @@ DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TOKEN_VARS = ("SCHEDULER_API_TOKEN", "SCHEDULER_API_TOKEN_FILE")
-
-
-def check_seconds(name: str, raw: str, *, allow_zero: bool) -> int:
-    """Validate one seconds variable; raise ValueError with the reference wording."""
-    kind = "a non-negative integer" if allow_zero else "a positive integer"
-    if raw == "":
-        raise ValueError(f"{name}='' must be {kind} (seconds)")
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} must be {kind} (seconds)") from None
-    if allow_zero and value < 0:
-        raise ValueError(f"{name}={value} must be >= 0 (seconds)")
-    if not allow_zero and value <= 0:
-        raise ValueError(f"{name}={value} must be > 0 (seconds)")
-    if value > MAX_SECONDS:
-        raise ValueError(f"{name}={value} must be <= {MAX_SECONDS} (seconds, 10 years)")
-    return value
 
 
 @dataclass(frozen=True)
@@ -66,32 +48,8 @@ class Settings:
         return "bearer" if self.token else "none"
 
 
-class _Reader:
-    """Reads variables from one mapping, collecting every problem."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def seconds(self, name: str, default: int, *, allow_zero: bool) -> int:
-        raw = self.env.get(name)
-        if raw is None:
-            return default
-        try:
-            return check_seconds(name, raw, allow_zero=allow_zero)
-        except ValueError as exc:
-            self.problems.append(str(exc))
-            return default
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...], *, upper: bool) -> str:
-        raw = self.env.get(name)
-        if raw is None:
-            return default
-        value = raw.strip().upper() if upper else raw.strip().lower()
-        if value not in allowed:
-            self.problems.append(f"{name}={raw!r} must be one of: {', '.join(allowed)}")
-            return default
-        return value
+class _Reader(EnvReader):
+    """The scheduler's own variables, on top of the shared rules."""
 
     def api_url(self) -> str:
         raw = self.env.get("API_URL")
@@ -99,13 +57,13 @@ class _Reader:
             return DEFAULT_API_URL
         parts = urlsplit(raw.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.problems.append(
+            self.problems.note(
                 f"API_URL={raw!r} must be an http:// or https:// URL with a host, "
                 f"e.g. {DEFAULT_API_URL}"
             )
             return DEFAULT_API_URL
         if parts.query or parts.fragment:
-            self.problems.append(f"API_URL={raw!r} must not have a query string or fragment")
+            self.problems.note(f"API_URL={raw!r} must not have a query string or fragment")
         return raw.strip().rstrip("/")
 
     def state_path(self) -> Path:
@@ -113,21 +71,8 @@ class _Reader:
         if raw is None:
             return Path(DEFAULT_STATE_PATH)
         if not raw.strip():
-            self.problems.append(f"SCHEDULER_STATE_PATH='' must name a file; unset it to use {DEFAULT_STATE_PATH}")
+            self.problems.note(f"SCHEDULER_STATE_PATH='' must name a file; unset it to use {DEFAULT_STATE_PATH}")
         return Path(raw)
-
-    def positive_int(self, name: str, default: int) -> int:
-        raw = self.env.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            value = 0
-        if value <= 0:
-            self.problems.append(f"{name}={raw!r} must be a positive integer")
-            return default
-        return value
 
     def metrics_address(self) -> tuple[str, int] | None:
         raw = self.env.get("SCHEDULER_METRICS_ADDR", DEFAULT_METRICS_ADDR)
@@ -135,7 +80,7 @@ class _Reader:
             return None  # empty disables the endpoint
         host, _, port = raw.strip().rpartition(":")
         if not host or not port.isdigit() or int(port) > 65535:
-            self.problems.append(
+            self.problems.note(
                 f"SCHEDULER_METRICS_ADDR={raw!r} must be HOST:PORT (e.g. {DEFAULT_METRICS_ADDR}), or empty to disable"
             )
             return None
@@ -150,7 +95,7 @@ class _Reader:
         except ValueError:
             value = -1
         if value < 0:
-            self.problems.append(f"SCHEDULER_JITTER_SEED={raw!r} must be a non-negative integer")
+            self.problems.note(f"SCHEDULER_JITTER_SEED={raw!r} must be a non-negative integer")
             return 0, True
         return value, True
 
@@ -159,13 +104,13 @@ class _Reader:
         direct = self.env.get("SCHEDULER_API_TOKEN")
         path = self.env.get("SCHEDULER_API_TOKEN_FILE")
         if direct is not None and path is not None:
-            self.problems.append(
+            self.problems.note(
                 "SCHEDULER_API_TOKEN and SCHEDULER_API_TOKEN_FILE are both set: set only one"
             )
             return None
         if direct is not None:
             if not direct.strip():
-                self.problems.append(
+                self.problems.note(
                     "SCHEDULER_API_TOKEN is set but empty: unset it to call the API "
                     "without authentication"
                 )
@@ -177,16 +122,16 @@ class _Reader:
 
     def _token_from_file(self, path: str) -> str | None:
         if not path:
-            self.problems.append("SCHEDULER_API_TOKEN_FILE='' must name a readable file")
+            self.problems.note("SCHEDULER_API_TOKEN_FILE='' must name a readable file")
             return None
         try:
             text = Path(path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.problems.append(f"SCHEDULER_API_TOKEN_FILE={path!r}: cannot read the token: {reason}")
+            self.problems.note(f"SCHEDULER_API_TOKEN_FILE={path!r}: cannot read the token: {reason}")
             return None
         if not text:
-            self.problems.append(f"SCHEDULER_API_TOKEN_FILE={path!r}: the file is empty")
+            self.problems.note(f"SCHEDULER_API_TOKEN_FILE={path!r}: the file is empty")
             return None
         return text
 
@@ -200,7 +145,7 @@ def load_settings(env: Mapping[str, str], config: str | None = None) -> Settings
     """Validate every variable of DESIGN §5; raise ConfigError listing all problems."""
     read = _Reader(env)
     if env.get("SCHEDULER_CONFIG") == "" and not config:
-        read.problems.append("SCHEDULER_CONFIG is set but empty: unset it to use jobs.yaml")
+        read.problems.note("SCHEDULER_CONFIG is set but empty: unset it to use jobs.yaml")
     api_url = read.api_url()
     token = read.token()
     grace = read.seconds("SCHEDULER_STARTUP_GRACE_SECONDS", 60, allow_zero=True)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from scheduler import fields
+from scheduler.config import job_fields as fields
 from scheduler.errors import ConfigError
-from scheduler.fields import Context
-from scheduler.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
-from scheduler.triggers import shortest_gap_seconds
-from scheduler.yamlfile import LineMap, YamlProblem, load_yaml
+from scheduler.config.job_fields import Context
+from tickless.config.problems import Problems
+from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
+from scheduler.timing.triggers import shortest_gap_seconds
+from tickless.config.yamlfile import LineMap, YamlProblem, load_yaml
 
-_LINE = re.compile(r"^.*?:(\d+): ")
 TOP_KEYS = ("defaults", "jobs")
 DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone")
 SCHEDULE_KEYS = ("every", "daily", "cron")
@@ -34,8 +33,8 @@ class Defaults:
 
 def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[JobSpec]:
     """Read and validate ``path``; raise ConfigError with every problem found."""
-    problems: list[str] = []
-    ctx = Context(str(path), env, problems)
+    problems = Problems(str(path))
+    ctx = Context(env, problems)
     try:
         document, duplicates = load_yaml(path)
     except YamlProblem as exc:
@@ -58,14 +57,8 @@ def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[Job
         if spec is not None:
             specs.append(spec)
     if problems:
-        raise ConfigError(sorted(problems, key=_line_number))
+        raise ConfigError(problems.in_order())
     return specs
-
-
-def _line_number(problem: str) -> int:
-    # "path:LINE: ..." -> LINE; file-level problems without a line sort first.
-    match = _LINE.match(problem)
-    return int(match.group(1)) if match else 0
 
 
 def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:

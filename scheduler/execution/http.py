@@ -25,9 +25,9 @@ from tenacity.stop import stop_base
 
 from scheduler import __version__
 from scheduler.errors import RunFailed
-from scheduler.spec import HttpTarget, RetryPolicy
+from scheduler.config.spec import HttpTarget, RetryPolicy
 
-logger = logging.getLogger("scheduler.http")
+logger = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BODY_PREVIEW = 200

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scheduler.errors import StateError
 
-logger = logging.getLogger("scheduler.state")
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _SCHEMA = """

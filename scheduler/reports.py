@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.execution import iso
-from scheduler.planning import Plan
-from scheduler.spec import CallTarget, JobSpec
-from scheduler.state import RunRecord
+from scheduler.execution.run import iso
+from scheduler.timing.planning import Plan
+from scheduler.config.spec import CallTarget, JobSpec
+from scheduler.state.store import RunRecord
 
 
 def fire_times(plan: Plan | None, now: datetime, count: int) -> list[datetime]:

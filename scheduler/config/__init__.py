@@ -1,0 +1,1 @@
+"""Reading the configuration: jobs.yaml (the catalogue) and the environment."""

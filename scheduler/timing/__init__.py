@@ -1,0 +1,1 @@
+"""When runs fire: schedules as APScheduler triggers, jitter, restart planning."""
