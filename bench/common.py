@@ -1,7 +1,8 @@
-"""Shared pieces of the benchmark harnesses: machine, percentiles, a recording server, results."""
+"""Shared pieces of the benchmark harnesses: run modes, machine, percentiles, a recording server, results."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import platform
@@ -13,10 +14,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from bench.checks import Run, check_finite
+
+_T = TypeVar("_T")
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+
+
+class Mode(enum.Enum):
+    """How big a run is. Every mode runs the same code paths; only the sizes differ."""
+
+    FULL = "full"  # `make bench`: the sizes the README's figures come from
+    QUICK = "quick"  # --quick: smaller, still meaningful figures
+    SMOKE = "smoke"  # --smoke: tiny sizes, nothing written; proves the harness still runs (tests/bench)
+
+    @classmethod
+    def from_argv(cls, argv: list[str] | None = None) -> Mode:
+        args = sys.argv[1:] if argv is None else argv
+        unknown = [arg for arg in args if arg not in ("--quick", "--smoke")]
+        if unknown:
+            raise SystemExit(f"unknown arguments: {' '.join(unknown)} (expected --quick or --smoke)")
+        if "--smoke" in args:
+            return cls.SMOKE
+        return cls.QUICK if "--quick" in args else cls.FULL
+
+    def pick(self, full: _T, quick: _T, smoke: _T) -> _T:
+        return {Mode.FULL: full, Mode.QUICK: quick, Mode.SMOKE: smoke}[self]
 
 
 def machine() -> dict[str, Any]:
@@ -58,6 +84,20 @@ class Arrival:
     path: str
     arrived: float
     scheduled_for: float | None
+
+
+def arrival_runs(arrivals: list[Arrival], since: float) -> list[Run]:
+    """Arrivals that carry their nominal time, due at or after ``since``, as runs seen by the server."""
+    return [Run(a.path, a.scheduled_for, a.arrived) for a in arrivals if a.scheduled_for is not None and a.scheduled_for >= since]
+
+
+def recorded_runs(path: Path, since: float) -> list[Run]:
+    """A baseline's OUT.json ([[path, nominal, lateness], ...]) as runs it started, due at or after ``since``."""
+    return [Run(job, nominal, nominal + late) for job, nominal, late in json.loads(path.read_text()) if nominal >= since]
+
+
+def lateness(runs: list[Run]) -> list[float]:
+    return [run.at - run.nominal for run in runs]
 
 
 class RecordingServer:
@@ -109,10 +149,17 @@ class RecordingServer:
         self.httpd.server_close()
 
 
-def write_result(name: str, document: dict[str, Any]) -> Path:
+def write_result(name: str, document: dict[str, Any], mode: Mode = Mode.FULL) -> Path | None:
+    """bench/results/NAME.json; in smoke mode the document is still serialised (so a bad figure fails) but not written."""
+    check_finite(name, "results", document)
+    text = json.dumps({"machine": machine(), "mode": mode.value, **document}, indent=2, allow_nan=False) + "\n"
+    if mode is Mode.SMOKE:
+        print(f"smoke run: {name} figures not written")
+        return None
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **document}, indent=2) + "\n")
+    path.write_text(text)
+    print(f"wrote {path}")
     return path
 
 

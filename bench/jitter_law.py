@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bench.common import header, table, write_result
-from scheduler.config.spec import Schedule
+from scheduler.config.spec import Schedule, ScheduleKind
 from scheduler.timing.triggers import schedule_trigger
 
 INTERVAL, JITTER, RUNS = 60, 30, 100_000
@@ -31,7 +31,7 @@ def mean_period(trigger: object, runs: int) -> tuple[float, list[datetime]]:
 
 def main() -> None:
     print(header("jitter law"))
-    ours_trigger = schedule_trigger(Schedule("every", interval_seconds=INTERVAL), START, "job", JITTER, seed=1)
+    ours_trigger = schedule_trigger(Schedule(ScheduleKind.EVERY, interval_seconds=INTERVAL), START, "job", JITTER, seed=1)
     ours, fires = mean_period(ours_trigger, RUNS)
     in_window = sum(
         0 <= (fire - START).total_seconds() - k * INTERVAL <= JITTER for k, fire in enumerate(fires)

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.checks import Run
 from bench.common import ROOT, parse_stamp, python
 
 
@@ -20,10 +21,20 @@ class Sample:
     lateness: float  # run start minus nominal time, from the service's own "run start" log line
 
 
+def job_name(index: int) -> str:
+    return f"j{index:04d}"
+
+
+def job_path(name: str, path_prefix: str = "/job") -> str:
+    """The HTTP path `jobs_yaml` gives job ``name`` (j0042 -> /job/42)."""
+    return f"{path_prefix}/{int(name[1:])}"
+
+
 def jobs_yaml(count: int, interval: int, path_prefix: str = "/job") -> str:
     lines = ["jobs:"]
     for index in range(count):
-        lines.append(f"  j{index:04d}: {{every: {interval}, http: {{method: POST, path: {path_prefix}/{index}}}, retry: {{attempts: 1}}}}")
+        http = f"{{method: POST, path: {path_prefix}/{index}}}"
+        lines.append(f"  {job_name(index)}: {{every: {interval}, http: {http}, retry: {{attempts: 1}}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -57,6 +68,9 @@ class Tickless:
         self._log.close()
         return code
 
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
     def samples(self, since: float = 0.0) -> list[Sample]:
         found = []
         for line in self.log_path.read_text().splitlines():
@@ -67,3 +81,7 @@ class Tickless:
             if nominal >= since:
                 found.append(Sample(record["job"], nominal, float(record["lateness_s"])))
         return found
+
+    def runs(self, since: float = 0.0) -> list[Run]:
+        """The runs it started (for jobs from `jobs_yaml`), keyed by HTTP path as the server sees them."""
+        return [Run(job_path(s.job), s.nominal, s.nominal + s.lateness) for s in self.samples(since)]
