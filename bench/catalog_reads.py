@@ -4,7 +4,10 @@
 refresh` against the local fake endpoint), timed in-process and as a command;
 and `check_query` timed with the dry run's own time taken out (the dry run is
 BigQuery's cost, not the guard's). Baseline in the same run: `json.dumps` of
-the same rows, the floor any list command pays. Usage: python -m bench.catalog_reads [--quick]
+the same rows, the floor any list command pays.
+Self-checks: every cached table listed (in-process and by the command), each
+guard query decided the way its label says, the dry run actually taken out
+of the refused queries' time, no negative time. Usage: python -m bench.catalog_reads [--quick|--smoke]
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from bench.common import ROOT, header, python, table, write_result
+from bench.checks import CheckFailed, check_exit, check_nonempty, run
+from bench.common import ROOT, Mode, header, python, table, write_result
 from catalog import cli
 from catalog.bigquery import connect
 from catalog.cache import Cache
@@ -28,11 +32,14 @@ from catalog.registry import load_registry
 from catalog.settings import load_settings
 from tests.catalog.support import BILLING, PROJECT, Column, FakeBigQuery, FakeServer, Table
 
+NAME = "catalog_reads"
+
 
 def main() -> None:
-    quick = "--quick" in sys.argv
-    datasets, per_dataset = 10, (100 if quick else 1000)
-    print(header("catalog reads and guard"))
+    mode = Mode.from_argv()
+    datasets, per_dataset = mode.pick(full=(10, 1000), quick=(10, 100), smoke=(2, 5))
+    repeats, commands, decisions_per_query = mode.pick(full=(5, 3, 200), quick=(5, 3, 30), smoke=(2, 1, 3))
+    print(header("catalog reads and guard") + ("  [smoke]" if mode is Mode.SMOKE else ""))
     fake = FakeBigQuery()
     columns = [Column("event_date", "DATE", partitioning=True), Column("user_id", "INT64", clustering=1), Column("country_code")]
     for d in range(datasets):
@@ -50,59 +57,79 @@ def main() -> None:
     )
     env = {**os.environ, "BIGQUERY_EMULATOR_HOST": server.host, "CATALOG_CONFIG": str(config),
            "CATALOG_DB": str(folder / "catalog.sqlite"), "PYTHONPATH": str(ROOT)}
-    subprocess.run([python(), "-m", "catalog", "refresh", "--json"], env=env, check=True, capture_output=True)
+    refreshed = subprocess.run([python(), "-m", "catalog", "refresh", "--json"], env=env, check=False, capture_output=True,
+                               text=True)
+    check_exit(NAME, "catalog refresh (filling the cache)", refreshed.returncode, refreshed.stdout + refreshed.stderr)
+    expected_rows = datasets * per_dataset + 1  # every table of every dataset, and the tracked view
 
     settings = load_settings(env)
     registry = load_registry(settings.config_path, env)
     in_process = []
-    for _ in range(5):
+    rows: list[dict[str, Any]] = []
+    for _ in range(repeats):
         started = time.perf_counter()
         rows = cli._rows(settings, registry)
         json.dumps({"tables": rows})
         in_process.append(time.perf_counter() - started)
     floor = []
-    for _ in range(5):
+    if len(rows) != expected_rows:
+        raise CheckFailed(NAME, "every cached table listed", f"in-process list has {len(rows)} rows, expected {expected_rows}")
+    for _ in range(repeats):
         started = time.perf_counter()
         json.dumps({"tables": rows})
         floor.append(time.perf_counter() - started)
     command = []
-    for _ in range(3):
+    for _ in range(commands):
         started = time.perf_counter()
-        subprocess.run([python(), "-m", "catalog", "list", "--json"], env=env, check=True, capture_output=True)
+        listed = subprocess.run([python(), "-m", "catalog", "list", "--json"], env=env, check=False, capture_output=True,
+                                text=True)
         command.append(time.perf_counter() - started)
+        check_exit(NAME, "catalog list --json", listed.returncode, listed.stderr)
+        count = _listed_tables(listed.stdout)
+        if count != expected_rows:
+            raise CheckFailed(NAME, "every cached table listed", f"catalog list --json printed {count} tables, expected {expected_rows}")
 
     source = connect(BILLING, None, emulator_endpoint=settings.emulator_endpoint)
     spent_estimating = 0.0
     estimate = source.estimate
 
-    def timed_estimate(sql: str):  # type: ignore[no-untyped-def]
+    def timed_estimate(*args: Any, **kwargs: Any) -> Any:
+        # Passes everything through: the estimate's signature is the client's business (it gained
+        # `parameters`, and a wrapper that named only `sql` crashed the harness), its time is ours.
         nonlocal spent_estimating
         started = time.perf_counter()
         try:
-            return estimate(sql)
+            return estimate(*args, **kwargs)
         finally:
             spent_estimating += time.perf_counter() - started
 
     source.estimate = timed_estimate  # type: ignore[method-assign]
     decisions: dict[str, list[float]] = {"refused (base table)": [], "refused (view)": [], "no tracked table": []}
-    queries = {
-        "refused (base table)": "SELECT * FROM `d3.t0042` WHERE country_code = 'CZ'",
-        "refused (view)": "SELECT * FROM orders_v LIMIT 1",
-        "no tracked table": "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+    base = mode.pick(full="d3.t0042", quick="d3.t0042", smoke="d1.t0004")
+    queries = {  # label: (sql, refused?)
+        "refused (base table)": (f"SELECT * FROM `{base}` WHERE country_code = 'CZ'", True),
+        "refused (view)": ("SELECT * FROM orders_v LIMIT 1", True),
+        "no tracked table": ("WITH x AS (SELECT 1 AS a) SELECT a FROM x", False),
     }
+    estimated: dict[str, float] = {}
     with Cache(settings.db_path) as cache:
-        for label, sql in queries.items():
-            for _ in range(30 if quick else 200):
+        for label, (sql, refused) in queries.items():
+            for _ in range(decisions_per_query):
                 spent_estimating = 0.0
                 started = time.perf_counter()
+                outcome = "allowed"
                 try:
                     check_query(sql, env=env, settings=settings, registry=registry, cache=cache, source=source)
                 except QueryGuardError:
-                    pass
+                    outcome = "refused"
                 decisions[label].append(time.perf_counter() - started - spent_estimating)
+                estimated[label] = estimated.get(label, 0.0) + spent_estimating
+                if (outcome == "refused") != refused:
+                    raise CheckFailed(NAME, "guard decided as labelled", f"{label!r}: {sql!r} was {outcome}")
     source.close()
     server.close()
 
+    _check_decisions(decisions, estimated)
     count = len(rows)
     figures = {
         "rows": count,
@@ -118,9 +145,25 @@ def main() -> None:
         ["catalog list --json, as a command", figures["list_command_ms"], ""],
         *[[f"guard decision, {label}", value, "< 5"] for label, value in figures["guard_decision_ms"].items()],
     ]))
-    path = write_result("catalog_reads", {"quick": quick, **figures})
-    print(f"wrote {path}")
+    write_result(NAME, {"quick": mode is Mode.QUICK, **figures}, mode)
+
+
+def _listed_tables(stdout: str) -> int:
+    document = json.loads(stdout)
+    tables = document["tables"] if isinstance(document, dict) else document
+    return len(tables)
+
+
+def _check_decisions(decisions: dict[str, list[float]], estimated: dict[str, float]) -> None:
+    """The timed figure is the guard's own time: non-negative, and a refusal by dry run had its dry run taken out."""
+    for label, values in decisions.items():
+        check_nonempty(NAME, f"guard decision, {label}", values)
+        if min(values) < 0:
+            raise CheckFailed(NAME, "non-negative decision time", f"{label!r}: {min(values) * 1000:.3f} ms")
+    if estimated.get("refused (base table)", 0.0) <= 0:
+        raise CheckFailed(NAME, "dry run timed", "'refused (base table)' never called the timed estimate: its dry run "
+                          "was not taken out (the guard no longer calls source.estimate?)")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(NAME, main))

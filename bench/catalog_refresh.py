@@ -6,7 +6,9 @@ x 100 tables. This project: `python -m catalog refresh --json` as a command.
 Baseline, in the same run: the reference's per-table strategy (columns, table
 type and size queried per table, 4 at a time as its default concurrency),
 through the same google-cloud-bigquery client and endpoint.
-Usage: python -m bench.catalog_refresh [--quick]
+Self-checks: every table refreshed by both strategies, the per-table baseline
+made its three calls per table, wall times positive.
+Usage: python -m bench.catalog_refresh [--quick|--smoke]
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,9 +27,11 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from bench.common import ROOT, header, python, table, write_result
+from bench.checks import CheckFailed, check_exit, run
+from bench.common import ROOT, Mode, header, python, table, write_result
 from tests.catalog.support import BILLING, PROJECT, Column, FakeBigQuery, FakeServer, Table
 
+NAME = "catalog_refresh"
 LATENCY = 0.050
 
 
@@ -59,8 +62,7 @@ def run_ours(host: str, datasets: int, folder: Path) -> dict[str, Any]:
     result = subprocess.run([python(), "-m", "catalog", "refresh", "--json"], env=env, capture_output=True, text=True,
                             check=False)
     wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"catalog refresh failed:\n{result.stdout}\n{result.stderr}")
+    check_exit(NAME, "catalog refresh --json", result.returncode, f"{result.stdout}\n{result.stderr}")
     summary = json.loads(result.stdout)
     return {"wall_seconds": round(wall, 3), "bigquery_calls": summary["bigquery_calls"], "tables": summary["total"],
             "succeeded": summary["succeeded"]}
@@ -95,10 +97,27 @@ def run_per_table(host: str, datasets: int, tables: int) -> dict[str, Any]:
     return {"wall_seconds": round(wall, 3), "bigquery_calls": calls, "tables": datasets * tables}
 
 
+def check_figures(ours: dict[str, Any], baseline: dict[str, Any], datasets: int, tables: int) -> None:
+    """Both strategies refreshed every table, and the counts they report are the calls they made."""
+    total = datasets * tables
+    if ours["tables"] != total or ours["succeeded"] != total:
+        raise CheckFailed(NAME, "every table refreshed",
+                          f"tickless refreshed {ours['succeeded']} of {ours['tables']} tables, expected {total} of {total}")
+    if not 0 < ours["bigquery_calls"]:
+        raise CheckFailed(NAME, "calls counted", f"tickless reports {ours['bigquery_calls']} BigQuery calls")
+    if baseline["tables"] != total or baseline["bigquery_calls"] != 3 * total:
+        raise CheckFailed(NAME, "every table refreshed",
+                          f"per-table baseline made {baseline['bigquery_calls']} calls for {baseline['tables']} tables, "
+                          f"expected {3 * total} for {total}")
+    for label, figures in (("tickless", ours), ("per table", baseline)):
+        if not figures["wall_seconds"] > 0:
+            raise CheckFailed(NAME, "positive wall time", f"{label}: {figures['wall_seconds']} s")
+
+
 def main() -> None:
-    quick = "--quick" in sys.argv
-    datasets, tables = 10, (20 if quick else 100)
-    print(header("catalog refresh cost"))
+    mode = Mode.from_argv()
+    datasets, tables = mode.pick(full=(10, 100), quick=(10, 20), smoke=(2, 3))
+    print(header("catalog refresh cost") + ("  [smoke]" if mode is Mode.SMOKE else ""))
     fake = build_fake(datasets, tables)
     server = FakeServer(fake)
     try:
@@ -106,6 +125,7 @@ def main() -> None:
         baseline = run_per_table(server.host, datasets, tables)
     finally:
         server.close()
+    check_figures(ours, baseline, datasets, tables)
     speedup = baseline["wall_seconds"] / ours["wall_seconds"]
     print(f"{datasets} datasets x {tables} tables, {LATENCY * 1000:.0f} ms per BigQuery call")
     print(table(
@@ -116,11 +136,10 @@ def main() -> None:
           baseline["wall_seconds"]]],
     ))
     print(f"wall time: {speedup:.1f}x lower (targets: <= 3 calls per dataset + 1 per region; >= 20x lower wall time)")
-    path = write_result("catalog_refresh", {"quick": quick, "datasets": datasets, "tables_per_dataset": tables,
-                                            "latency_ms": LATENCY * 1000, "tickless": ours, "per_table": baseline,
-                                            "wall_time_ratio": round(speedup, 2)})
-    print(f"wrote {path}")
+    write_result(NAME, {"quick": mode is Mode.QUICK, "datasets": datasets, "tables_per_dataset": tables,
+                        "latency_ms": LATENCY * 1000, "tickless": ours, "per_table": baseline,
+                        "wall_time_ratio": round(speedup, 2)}, mode)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(NAME, main))
