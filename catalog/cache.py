@@ -16,13 +16,14 @@ import json
 import logging
 import sqlite3
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from catalog.errors import CacheError
 from catalog.models import CatalogRow, EntityType, PartitionRange, TableMetadata, TrackedTable, parse_entity_type
+from tickless.clock import iso, parse_iso
 
 logger = logging.getLogger("catalog.cache")
 
@@ -89,14 +90,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def _json_list(text: str | None) -> list[str] | None:
@@ -187,7 +180,7 @@ class Cache:
                    partition_type = excluded.partition_type, partition_range = excluded.partition_range""",
             (
                 cache_key(table.id), table.id, table.project, table.dataset, table.table, meta.rows, meta.size_bytes, meta.partition_by,
-                json.dumps(meta.clustered_by), stamp(at), meta.entity_type.value, json.dumps(meta.known_columns),
+                json.dumps(meta.clustered_by), iso(at), meta.entity_type.value, json.dumps(meta.known_columns),
                 meta.partition_type, json.dumps([bounds.start, bounds.end, bounds.interval]) if bounds else None,
             ),
         )
@@ -197,7 +190,7 @@ class Cache:
         self._execute(
             """INSERT INTO tables (key, id, project, dataset, table_name, error_at, error_msg) VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(key) DO UPDATE SET error_at = excluded.error_at, error_msg = excluded.error_msg""",
-            (cache_key(table.id), table.id, table.project, table.dataset, table.table, stamp(at), message[:ERROR_MSG_LIMIT]),
+            (cache_key(table.id), table.id, table.project, table.dataset, table.table, iso(at), message[:ERROR_MSG_LIMIT]),
         )
 
     def record_lookup(self, table: TrackedTable, entity_type: EntityType, partition_by: str | None, clustered_by: list[str]) -> None:
@@ -253,5 +246,5 @@ def _row(values: tuple[Any, ...]) -> CatalogRow:
         rows=rows, size_bytes=size_bytes, partition_by=partition_by, partition_type=partition_type,
         partition_range=PartitionRange(*json.loads(bounds)) if bounds else None,
         clustered_by=_json_list(clustered_by), known_columns=_json_list(known_columns),
-        refreshed_at=_moment(refreshed_at), error_at=_moment(error_at), error_msg=error_msg,
+        refreshed_at=parse_iso(refreshed_at), error_at=parse_iso(error_at), error_msg=error_msg,
     )

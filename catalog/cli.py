@@ -15,15 +15,15 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
-from catalog.cache import Cache, cache_key, stamp
+from catalog.cache import Cache, cache_key
 from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
 from catalog.models import CatalogRow, TrackedTable
 from catalog.registry import Registry, load_registry
 from catalog.settings import CatalogSettings, load_settings
 from catalog.views import find_tracked, status_json, table_json, tracked_tables
+from tickless.clock import iso, utc_now
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
 
@@ -81,7 +81,7 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _rows(settings: CatalogSettings, registry: Registry) -> list[dict[str, Any]]:
-    now = datetime.now(UTC)
+    now = utc_now()
     with _collector_paused(), Cache(settings.db_path) as cache:
         pairs = _tables_and_rows(cache, registry)
         return [table_json(registry, table, row, now, settings.fresh_threshold_seconds) for table, row in pairs]
@@ -91,7 +91,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     settings, registry = _load()
     rows = _rows(settings, registry)
     if args.json:
-        _print_json({"server_time": stamp(datetime.now(UTC)), "tables": rows})
+        _print_json({"server_time": iso(utc_now()), "tables": rows})
         return EXIT_OK
     width = max([len(row["id"]) for row in rows] + [2])
     print(f"{'id':<{width}}  {'entity_type':<17}  {'rows':>12}  {'size':<10}  freshness")
@@ -104,7 +104,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings, registry = _load()
-    now = datetime.now(UTC)
+    now = utc_now()
     with Cache(settings.db_path) as cache:
         table = find_tracked(registry, cache, args.id)
         row = table_json(registry, table, cache.get(table.id), now, settings.fresh_threshold_seconds)
@@ -118,14 +118,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     settings, registry = _load()
-    now = datetime.now(UTC)
+    now = utc_now()
     with Cache(settings.db_path) as cache:
         threshold = settings.fresh_threshold_seconds
         tables = [status_json(table, row, now, threshold) for table, row in _tables_and_rows(cache, registry)]
     document = {
         "scheduler_interval_seconds": settings.refresh_interval_seconds,
         "fresh_threshold_seconds": settings.fresh_threshold_seconds,
-        "server_time": stamp(now),
+        "server_time": iso(now),
         "tables": tables,
     }
     if args.json:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tickless.config.problems import Problem, as_problem
+
 
 class CatalogError(Exception):
     """Base of every error this package raises on purpose."""
@@ -16,13 +18,13 @@ class CatalogError(Exception):
 class ConfigError(CatalogError):
     """One or more configuration problems, collected and raised once.
 
-    ``problems`` holds one line per problem, already located
+    ``problems`` are located ``Problem``s; each reads as one line
     (``FILE:LINE: table 'ID': field: what is wrong`` or ``NAME=value: rule``).
     """
 
-    def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+    def __init__(self, problems: Iterable[Problem | str]) -> None:
+        self.problems: list[Problem] = [as_problem(problem) for problem in problems]
+        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 class UnknownTableError(CatalogError):

@@ -12,14 +12,13 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.bigquery import BigQuerySource, RetryPolicy, connect
-from catalog.cache import ERROR_MSG_LIMIT, Cache, stamp
+from catalog.cache import ERROR_MSG_LIMIT, Cache
 from catalog.errors import BigQueryError, RefreshFailed
 from catalog.fetch import DatasetResult, Sizes, fetch_dataset, fetch_region_storage
 from catalog.models import TrackedTable, discovered_table
@@ -27,15 +26,9 @@ from catalog.registry import Registry, load_registry
 from catalog.resolve import dedupe, resolve
 from catalog.settings import CatalogSettings, load_settings
 from catalog.singleflight import AlreadyRunning, RefreshLock
+from tickless.clock import Clock, iso, utc_now
 
 logger = logging.getLogger("catalog.refresh")
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 @dataclass
 class RefreshSummary:
@@ -227,7 +220,7 @@ def refresh(
         with Cache(settings.db_path) as cache:
             only = dedupe([resolve(registry, table_id, cache) for table_id in table_ids])
     started_at = clock()
-    summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=stamp(started_at))
+    summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=iso(started_at))
     try:
         with RefreshLock(Path(settings.db_path), summary.run_id, summary.started_at):
             with Cache(settings.db_path) as cache:

@@ -1,4 +1,8 @@
-"""Environment variables -> validated CatalogSettings, in one place."""
+"""The catalog's environment variables -> validated ``CatalogSettings``, in one place.
+
+Read with the shared toolkit (``tickless.config.variables``), so a bad value
+is worded exactly as the scheduler words it, and every bad one is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from catalog.errors import ConfigError
-from scheduler.settings import check_seconds
+from tickless.config.problems import Problems
+from tickless.config.variables import EnvReader
 
 DEFAULT_CONFIG = "catalog.yaml"
 DEFAULT_DB = "data/catalog.sqlite"
@@ -35,30 +40,14 @@ class CatalogSettings:
         return 2 * self.refresh_interval_seconds
 
 
-def _path(env: Mapping[str, str], name: str, default: str, problems: list[str]) -> Path:
+def _path(env: Mapping[str, str], name: str, default: str, problems: Problems) -> Path:
     raw = env.get(name)
     if raw is None:
         return Path(default)
     if not raw.strip():
-        problems.append(f"{name}={raw!r} must be a file path (unset it to use {default})")
+        problems.note(f"{name}={raw!r} must be a file path (unset it to use {default})")
         return Path(default)
     return Path(raw)
-
-
-def _concurrency(env: Mapping[str, str], problems: list[str]) -> int:
-    name = "CATALOG_REFRESH_CONCURRENCY"
-    raw = env.get(name)
-    if raw is None:
-        return DEFAULT_CONCURRENCY
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        problems.append(f"{name}={raw!r} must be a positive integer (datasets refreshed at once)")
-        return DEFAULT_CONCURRENCY
-    if not 1 <= value <= MAX_CONCURRENCY:
-        problems.append(f"{name}={value} must be between 1 and {MAX_CONCURRENCY}")
-        return DEFAULT_CONCURRENCY
-    return value
 
 
 def parse_scan_bytes(raw: object) -> int | None:
@@ -76,14 +65,14 @@ def parse_scan_bytes(raw: object) -> int | None:
     return value if value >= 0 else None
 
 
-def _max_scan_bytes(env: Mapping[str, str], problems: list[str]) -> int | None:
+def _max_scan_bytes(env: Mapping[str, str], problems: Problems) -> int | None:
     name = "CATALOG_MAX_SCAN_BYTES"
     raw = env.get(name)
     if raw is None:
         return None
     value = parse_scan_bytes(raw)
     if value is None:
-        problems.append(f"{name}={raw!r} {MAX_SCAN_BYTES_RULE}")
+        problems.note(f"{name}={raw!r} {MAX_SCAN_BYTES_RULE}")
     return value
 
 
@@ -109,20 +98,16 @@ def emulator_endpoint(raw: str | None) -> tuple[str | None, str | None]:
 
 def load_settings(env: Mapping[str, str]) -> CatalogSettings:
     """Read every catalog variable; raise ConfigError naming every bad one."""
-    problems: list[str] = []
+    problems = Problems()
+    variables = EnvReader(env, problems)
     config_path = _path(env, "CATALOG_CONFIG", DEFAULT_CONFIG, problems)
     db_path = _path(env, "CATALOG_DB", DEFAULT_DB, problems)
-    concurrency = _concurrency(env, problems)
-    interval = DEFAULT_REFRESH_INTERVAL
-    raw_interval = env.get("SCHEDULER_BQ_METADATA_REFRESH_INTERVAL")
-    if raw_interval is not None:
-        try:
-            interval = check_seconds("SCHEDULER_BQ_METADATA_REFRESH_INTERVAL", raw_interval, allow_zero=False)
-        except ValueError as exc:
-            problems.append(str(exc))
+    concurrency = variables.positive_int("CATALOG_REFRESH_CONCURRENCY", DEFAULT_CONCURRENCY, maximum=MAX_CONCURRENCY,
+                                         meaning="datasets refreshed at once")
+    interval = variables.seconds("SCHEDULER_BQ_METADATA_REFRESH_INTERVAL", DEFAULT_REFRESH_INTERVAL, allow_zero=False)
     endpoint, problem = emulator_endpoint(env.get("BIGQUERY_EMULATOR_HOST"))
     if problem:
-        problems.append(problem)
+        problems.note(problem)
     max_scan_bytes = _max_scan_bytes(env, problems)
     if problems:
         raise ConfigError(problems)

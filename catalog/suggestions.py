@@ -7,12 +7,12 @@ not push LIMIT into a view body. Names only commands this project has.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 from catalog.examples import partition_example
 from catalog.models import CatalogRow, EntityType, TrackedTable
 from catalog.registry import Registry
+from tickless.config.problems import closest
 
 VIEW_TYPES = (EntityType.VIEW, EntityType.MATERIALIZED_VIEW)
 
@@ -93,8 +93,8 @@ def _hint(path: str, registry: Registry) -> str | None:
     if path.lower() in spellings:
         name, why = spellings[path.lower()]
         return f"for {path} did you mean {name}{why}?"
-    close = difflib.get_close_matches(path.lower(), list(spellings), n=1, cutoff=0.8)
-    return f"for {path} did you mean {spellings[close[0]][0]}?" if close else None
+    close = closest(path.lower(), spellings, cutoff=0.8)
+    return f"for {path} did you mean {spellings[close][0]}?" if close else None
 
 
 def unregistered_suggestion(paths: list[str], registry: Registry) -> str:

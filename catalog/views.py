@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 from datetime import datetime
 from typing import Any
 
-from catalog.cache import Cache, stamp
+from catalog.cache import Cache
 from catalog.errors import UnknownTableError
 from catalog.examples import ExampleProblem, advertised, parse_example, partition_example
 from catalog.models import CatalogRow, TrackedTable, discovered_table
 from catalog.registry import Registry
+from tickless.clock import iso
+from tickless.config.problems import closest
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -61,8 +62,7 @@ def find_tracked(registry: Registry, cache: Cache, table_id: str) -> TrackedTabl
         if table.id.lower() == wanted:
             return table
     known = [table.id for table in tables]
-    close = difflib.get_close_matches(table_id, known, n=1, cutoff=0.6)
-    raise UnknownTableError(table_id, known, close[0] if close else None)
+    raise UnknownTableError(table_id, known, closest(table_id, known))
 
 
 def where_examples(registry: Registry, table: TrackedTable, row: CatalogRow | None) -> list[str]:
@@ -98,7 +98,7 @@ def table_json(registry: Registry, table: TrackedTable, row: CatalogRow | None, 
         "known_columns": row.known_columns if row else None,
         "where_examples": where_examples(registry, table, row),
         "metadata_freshness": freshness(row, now, threshold),
-        "refreshed_at": stamp(row.refreshed_at) if row and row.refreshed_at else None,
+        "refreshed_at": iso(row.refreshed_at) if row and row.refreshed_at else None,
         "error_msg": row.error_msg if row else None,
     }
 
@@ -109,8 +109,8 @@ def status_json(table: TrackedTable, row: CatalogRow | None, now: datetime, thre
         "id": table.id,
         "entity_type": row.entity_type.value if row and row.entity_type else None,
         "metadata_freshness": freshness(row, now, threshold),
-        "refreshed_at": stamp(refreshed) if refreshed else None,
+        "refreshed_at": iso(refreshed) if refreshed else None,
         "age_seconds": int((now - refreshed).total_seconds()) if refreshed else None,
-        "error_at": stamp(row.error_at) if row and row.error_at else None,
+        "error_at": iso(row.error_at) if row and row.error_at else None,
         "error_msg": row.error_msg if row else None,
     }

@@ -63,7 +63,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
     """)
     with pytest.raises(ConfigError) as caught:
         load_registry(path, {"BIGQUERY_PROJECT": ""})
-    problems = caught.value.problems
+    problems = [str(problem) for problem in caught.value.problems]
     text = "\n".join(problems)
     expected = [
         f"{path}:2: bigquery.project: BIGQUERY_PROJECT is set but empty",
@@ -127,7 +127,7 @@ def test_settings_defaults_and_validation() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"CATALOG_REFRESH_CONCURRENCY": "0", "SCHEDULER_BQ_METADATA_REFRESH_INTERVAL": "",
                        "BIGQUERY_EMULATOR_HOST": "localhost", "CATALOG_DB": ""})
-    assert caught.value.problems == [
+    assert [str(problem) for problem in caught.value.problems] == [
         "CATALOG_DB='' must be a file path (unset it to use data/catalog.sqlite)",
         "CATALOG_REFRESH_CONCURRENCY=0 must be between 1 and 64",
         "SCHEDULER_BQ_METADATA_REFRESH_INTERVAL='' must be a positive integer (seconds)",
@@ -141,7 +141,8 @@ def test_settings_defaults_and_validation() -> None:
 def test_a_malformed_emulator_host_is_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"BIGQUERY_EMULATOR_HOST": value})
-    assert caught.value.problems == [f"BIGQUERY_EMULATOR_HOST={value!r} must be host:port, e.g. 127.0.0.1:9050 or [::1]:9050"]
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"BIGQUERY_EMULATOR_HOST={value!r} must be host:port, e.g. 127.0.0.1:9050 or [::1]:9050"]
 
 
 def test_an_ipv6_emulator_host_is_accepted() -> None:
@@ -152,7 +153,7 @@ def test_an_ipv6_emulator_host_is_accepted() -> None:
 def test_an_emulator_host_with_credentials_is_refused_without_showing_them(value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings({"BIGQUERY_EMULATOR_HOST": value})
-    assert caught.value.problems == [
+    assert [str(problem) for problem in caught.value.problems] == [
         "BIGQUERY_EMULATOR_HOST must be host:port without user:password@ (the local endpoint takes no credentials; "
         "the value is not shown because it holds one)"]
     assert "s3cret" not in str(caught.value)

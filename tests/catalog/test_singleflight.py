@@ -16,8 +16,9 @@ from catalog.errors import CacheError
 from catalog.refresh import RefreshSummary, refresh, refresh_all
 from catalog.registry import load_registry
 from catalog.settings import CatalogSettings
-from scheduler.catalogue import load_catalogue
+from scheduler.config.catalogue import load_catalogue
 from tests.catalog.support import FakeBigQuery, Seen, Table, write_registry
+from tickless.clock import utc_now
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,7 +116,7 @@ def test_refresh_all_is_a_valid_scheduler_call_job(tmp_path: Path) -> None:
         "    call: catalog.refresh:refresh_all\n"
         "    timeout: 1800s\n"
     )
-    [spec] = load_catalogue(jobs, {}, "http://localhost:8000")
+    [spec] = load_catalogue(jobs, {}, "http://localhost:8000", now=utc_now())
     assert spec.target.function is refresh_all  # type: ignore[union-attr]
 
 
