@@ -2,21 +2,26 @@
 
 CPU seconds from /proc/PID/stat (user + system) over the window, and peak RSS
 (VmHWM). Bare APScheduler with 11 jobs on a 5-minute interval runs beside it
-in the same window as a baseline. Usage: python -m bench.idle [--quick]
+in the same window as a baseline. Self-checks: both subjects still running at
+the end of the window (a crashed process costs no CPU and would look ideal)
+and exiting cleanly, CPU time not negative, RSS positive.
+Usage: python -m bench.idle [--quick|--smoke]
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, RecordingServer, header, python, table, write_result
+from bench.checks import CheckFailed, check_exit, run
+from bench.common import ROOT, Mode, RecordingServer, header, python, table, write_result
 from bench.subject import Tickless
 
+NAME = "idle"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -32,16 +37,26 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def check_figures(figures: dict[str, dict[str, float]]) -> None:
+    for name, values in figures.items():
+        if not values["cpu_seconds_per_minute"] >= 0:
+            raise CheckFailed(NAME, "CPU time not negative", f"{name}: {values['cpu_seconds_per_minute']} CPU s per minute")
+        if not (math.isfinite(values["peak_rss_mb"]) and values["peak_rss_mb"] > 0):
+            raise CheckFailed(NAME, "positive RSS", f"{name}: peak RSS {values['peak_rss_mb']} MB")
+
+
 def main() -> None:
-    quick = "--quick" in sys.argv
-    window = 20 if quick else 60
-    settle = 35  # the shipped jobs' first runs are spread over 30 s after the grace
-    print(header("idle cost"))
+    mode = Mode.from_argv()
+    window = mode.pick(full=60, quick=20, smoke=2)
+    # The shipped jobs' first runs are spread over 30 s after the grace; a smoke run only proves the path works.
+    settle = mode.pick(full=35, quick=35, smoke=3)
+    pad = mode.pick(full=5, quick=5, smoke=1)  # the baseline outlives the window by this much
+    print(header("idle cost") + ("  [smoke]" if mode is Mode.SMOKE else ""))
     server = RecordingServer()
     ours = Tickless((ROOT / "jobs.yaml").read_text(), server.url, SCHEDULER_LOG_FORMAT="text")
     out = Path(tempfile.mkdtemp()) / "bare.json"
     bare = subprocess.Popen(
-        [python(), "-m", "bench.baselines.bare_apscheduler", "11", "300", server.url, str(settle + window + 5), str(out)],
+        [python(), "-m", "bench.baselines.bare_apscheduler", "11", "300", server.url, str(settle + window + pad), str(out)],
         cwd=ROOT,
     )
     time.sleep(settle)
@@ -49,8 +64,13 @@ def main() -> None:
     time.sleep(window)
     after = {"tickless": cpu_seconds(ours.proc.pid), "bare": cpu_seconds(bare.pid)}
     rss = {"tickless": peak_rss_mb(ours.proc.pid), "bare": peak_rss_mb(bare.pid)}
-    ours.stop()
-    bare.wait()
+    for name, proc in (("tickless", ours.proc), ("bare", bare)):
+        if proc.poll() is not None:
+            raise CheckFailed(NAME, "subject running through the window",
+                              f"{name} exited with status {proc.returncode} before the window ended"
+                              + (f"; its log ends:\n{ours.log_tail()}" if name == "tickless" else ""))
+    check_exit(NAME, "tickless", ours.stop(), ours.log_tail())
+    check_exit(NAME, "bare APScheduler", bare.wait())
     server.close()
     figures = {
         name: {
@@ -66,9 +86,9 @@ def main() -> None:
          ["bare APScheduler (11 jobs)", figures["bare"]["cpu_seconds_per_minute"], figures["bare"]["peak_rss_mb"]]],
     ))
     print("(targets: < 0.05 CPU s per minute idle, RSS < 60 MB; clock ticks are 10 ms, so small values are coarse)")
-    path = write_result("idle", {"quick": quick, "window_seconds": window, **figures})
-    print(f"wrote {path}")
+    check_figures(figures)
+    write_result(NAME, {"quick": mode is Mode.QUICK, "window_seconds": window, **figures}, mode)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run(NAME, main))
