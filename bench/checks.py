@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -93,45 +92,66 @@ def check_runs(
     jobs: Iterable[str],
     interval: float,
     gaps_allowed: bool = False,
+    since: float | None = None,
     tolerance: float = CLOCK_TOLERANCE,
 ) -> None:
     """What the scheduler says it fired and what the server received are the same runs, one to one.
 
-    Runs are keyed by (job, nominal time to the millisecond). Checked: no run
+    Runs are paired by job and nominal time (within ``tolerance``). Checked: no run
     counted twice on either side; every fired run arrived and every arrival
     was fired; each arrival came after its run started; every job ran; and,
     unless the scenario allows skipped runs (overload with coalescing), each
     job's nominal times are consecutive points of its grid, none missing.
+    ``since`` is where both sides were cut: a run within ``tolerance`` of it
+    may fall on different sides of the cut (its nominal time printed to the
+    millisecond on one side), so it is not required to have a partner.
     """
     fired, arrived = list(fired), list(arrived)
     check_nonempty(harness, f"{label} (runs fired)", fired)
     check_nonempty(harness, f"{label} (arrivals)", arrived)
-
-    def keyed(runs: list[Run], side: str) -> dict[tuple[str, float], Run]:
-        counts = Counter((run.job, round(run.nominal, 3)) for run in runs)
-        twice = [key for key, count in counts.items() if count > 1]
-        if twice:
-            job, nominal = twice[0]
-            raise CheckFailed(harness, "each run counted once",
-                              f"{label}: {len(twice)} runs {side} more than once, e.g. {job} at {_show(nominal)}")
-        return {(run.job, round(run.nominal, 3)): run for run in runs}
-
-    by_fired, by_arrived = keyed(fired, "fired"), keyed(arrived, "arrived")
-    lost = sorted(by_fired.keys() - by_arrived.keys())
+    fired_by_job, arrived_by_job = _runs_by_job(fired), _runs_by_job(arrived)
+    for side, by_job in (("fired", fired_by_job), ("arrived", arrived_by_job)):
+        for job, runs in by_job.items():
+            for before, after in pairwise(runs):
+                if after.nominal - before.nominal <= tolerance:
+                    raise CheckFailed(harness, "each run counted once",
+                                      f"{label}: {job} at {_show(before.nominal)} {side} more than once")
+    lost: list[Run] = []
+    stray: list[Run] = []
+    for job in fired_by_job.keys() | arrived_by_job.keys():
+        # Both sides sorted by nominal time; runs of one job are an interval apart, far more than the
+        # tolerance, so a merge pairs each run with the arrival for the same nominal time (the log
+        # may print it to the millisecond, the request header to the microsecond).
+        ours, theirs = fired_by_job.get(job, []), arrived_by_job.get(job, [])
+        i = j = 0
+        while i < len(ours) and j < len(theirs):
+            started, came = ours[i], theirs[j]
+            if abs(started.nominal - came.nominal) <= tolerance:
+                if came.at < started.at - tolerance:
+                    raise CheckFailed(harness, "arrival after start",
+                                      f"{label}: {job} at {_show(started.nominal)} arrived "
+                                      f"{(started.at - came.at) * 1000:.1f} ms before it started")
+                i, j = i + 1, j + 1
+            elif started.nominal < came.nominal:
+                lost.append(started)
+                i += 1
+            else:
+                stray.append(came)
+                j += 1
+        lost.extend(ours[i:])
+        stray.extend(theirs[j:])
+    if since is not None:
+        lost = [item for item in lost if item.nominal > since + tolerance]
+        stray = [item for item in stray if item.nominal > since + tolerance]
     if lost:
-        job, nominal = lost[0]
+        first = min(lost, key=lambda item: item.nominal)
         raise CheckFailed(harness, "every run arrived",
-                          f"{label}: {len(lost)} of {len(fired)} runs fired never arrived, e.g. {job} at {_show(nominal)}")
-    stray = sorted(by_arrived.keys() - by_fired.keys())
+                          f"{label}: {len(lost)} of {len(fired)} runs fired never arrived, e.g. {first.job} at {_show(first.nominal)}")
     if stray:
-        job, nominal = stray[0]
+        first = min(stray, key=lambda item: item.nominal)
         raise CheckFailed(harness, "every arrival fired",
-                          f"{label}: {len(stray)} of {len(arrived)} arrivals match no run fired, e.g. {job} at {_show(nominal)}")
-    for key, run in by_fired.items():
-        if by_arrived[key].at < run.at - tolerance:
-            raise CheckFailed(harness, "arrival after start",
-                              f"{label}: {key[0]} at {_show(key[1])} arrived {(run.at - by_arrived[key].at) * 1000:.1f} ms "
-                              "before it started")
+                          f"{label}: {len(stray)} of {len(arrived)} arrivals match no run fired, e.g. {first.job} at "
+                          f"{_show(first.nominal)}")
     per_job = _per_job(fired)
     silent = sorted(set(jobs) - per_job.keys())
     if silent:
@@ -148,11 +168,15 @@ def check_runs(
                                   f"{label}: {job} has {round(steps) - 1} runs missing between {_show(before)} and {_show(after)}")
 
 
-def _per_job(runs: Iterable[Run]) -> dict[str, list[float]]:
-    per_job: dict[str, list[float]] = {}
+def _runs_by_job(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    by_job: dict[str, list[Run]] = {}
     for item in runs:
-        per_job.setdefault(item.job, []).append(item.nominal)
-    return {job: sorted(nominals) for job, nominals in per_job.items()}
+        by_job.setdefault(item.job, []).append(item)
+    return {job: sorted(items, key=lambda item: item.nominal) for job, items in by_job.items()}
+
+
+def _per_job(runs: Iterable[Run]) -> dict[str, list[float]]:
+    return {job: [item.nominal for item in items] for job, items in _runs_by_job(runs).items()}
 
 
 def missing_runs(runs: Iterable[Run], interval: float) -> int:

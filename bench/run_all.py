@@ -1,6 +1,8 @@
 """`make bench`: every harness in turn (about 9 minutes on 2 cores); figures in bench/results/.
 
-Usage: python -m bench.run_all [--quick]
+--smoke runs every harness at tiny sizes (well under a minute, nothing written)
+to prove they still run and their self-checks pass; tests/bench does the same
+one harness at a time. Usage: python -m bench.run_all [--quick|--smoke]
 """
 
 from __future__ import annotations
@@ -9,18 +11,21 @@ import subprocess
 import sys
 import time
 
-from bench.common import ROOT, python
+from bench.common import ROOT, Mode, python
 
 HARNESSES = ["jitter_law", "catalog_refresh", "catalog_reads", "idle", "throughput", "firing"]
 
 
 def main() -> int:
     extra = sys.argv[1:]
+    Mode.from_argv(extra)  # refuse unknown arguments here, not six times over
     started = time.monotonic()
-    failed = []
+    failed: list[str] = []
     for name in HARNESSES:
         print(flush=True)
+        began = time.monotonic()
         result = subprocess.run([python(), "-m", f"bench.{name}", *extra], cwd=ROOT, check=False)
+        print(f"({name}: {time.monotonic() - began:.1f} s)", flush=True)
         if result.returncode != 0:
             failed.append(name)
     print(f"\nall harnesses done in {time.monotonic() - started:.0f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.checks import check_exit, check_lateness, check_runs, missing_runs, run
+from bench.checks import Run, check_exit, check_lateness, check_runs, missing_runs, run
 from bench.common import (
     Mode,
     RecordingServer,
@@ -38,8 +38,10 @@ SMOKE_LEVELS = [20]
 LIMIT_MS = 100.0
 
 
-def _figures(label: str, count: int, fired: list[Any], arrived: list[Any]) -> dict[str, Any]:
-    check_runs(NAME, label, fired, arrived, jobs=[f"/job/{i}" for i in range(count)], interval=1, gaps_allowed=True)
+def _figures(label: str, count: int, fired: list[Run], arrived: list[Run], since: float) -> dict[str, Any]:
+    """Figures for one subject at one level, once its runs fired and arrivals are shown to be the same runs."""
+    jobs = [f"/job/{i}" for i in range(count)]
+    check_runs(NAME, label, fired, arrived, jobs=jobs, interval=1, gaps_allowed=True, since=since)
     check_lateness(NAME, f"{label}, scheduling", lateness(fired))
     check_lateness(NAME, f"{label}, arrival", lateness(arrived))
     return {"scheduling": summary_ms(lateness(fired)), "arrival": summary_ms(lateness(arrived)),
@@ -55,7 +57,7 @@ def measure_tickless(count: int, seconds: float) -> dict[str, Any]:
     since = started + 2.5
     arrived = arrival_runs(server.take(), since)
     server.close()
-    return _figures(f"tickless at {count}/s", count, subject.runs(since), arrived)
+    return _figures(f"tickless at {count}/s", count, subject.runs(since), arrived, since)
 
 
 def measure_bare(count: int, seconds: float) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def measure_bare(count: int, seconds: float) -> dict[str, Any]:
     since = started + 3.5
     arrived = arrival_runs(server.take(), since)
     server.close()
-    return _figures(f"bare APScheduler at {count}/s", count, recorded_runs(out, since), arrived)
+    return _figures(f"bare APScheduler at {count}/s", count, recorded_runs(out, since), arrived, since)
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ The job's first due time is ``start + first_due`` (the reference faked a recent
 ``last_run`` the same way for its first-fire offset).
 
 Usage: python -m bench.baselines.polling URL INTERVAL FIRST_DUE TICK DURATION OUT.json
-Writes [[nominal, scheduling lateness], ...]: nominal times on the configured
-grid ``start + first_due + k * interval``.
+Writes [[path, nominal, scheduling lateness], ...]: nominal times on the configured
+grid ``start + first_due + k * interval``; each request carries its nominal time.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     start = time.time()
     last_run = start + first_due - interval
     grid = start + first_due
-    samples: list[list[float]] = []
+    samples: list[list[object]] = []
 
     def call(nominal: float) -> None:
         stamp = datetime.fromtimestamp(nominal, UTC).isoformat().replace("+00:00", "Z")
@@ -41,7 +41,7 @@ def main() -> None:
         if now - last_run >= interval:
             steps = int((now - grid) // interval)
             nominal = grid + steps * interval
-            samples.append([nominal, now - nominal])
+            samples.append(["/job/0", nominal, now - nominal])
             pool.submit(call, nominal)
             last_run = now
         time.sleep(tick)
