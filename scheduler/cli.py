@@ -16,19 +16,22 @@ from datetime import timedelta
 
 from scheduler import __version__
 from scheduler.config.catalogue import load_catalogue
-from scheduler.errors import ConfigError, SchedulerError, UnknownJobError
-from scheduler.execution.run import RunExecutor, iso
-from tickless.config.problems import Problem, closest
-from scheduler.execution.http import HttpClient
-from scheduler.reports import history_text, job_row, list_text, run_json
-from scheduler.ops.logs import configure_logging, stop_logging
-from scheduler.ops.metrics import Metrics, MetricsServer
-from scheduler.timing.planning import plan_jobs
-from scheduler.service import Service, resolve_seed, utc_now
 from scheduler.config.settings import DEFAULT_API_URL, Settings, config_path, load_settings
 from scheduler.config.spec import JobSpec
-from scheduler.state.store import RunRecord, StateStore, check_state_path
+from scheduler.errors import ConfigError, SchedulerError, UnknownJobError
+from scheduler.execution.http import HttpClient
+from scheduler.execution.run import JobRunner
+from scheduler.ops.logs import configure_logging, stop_logging
+from scheduler.ops.metrics import Metrics
+from scheduler.ops.server import OpsServer
+from scheduler.reports import history_text, job_row, list_text, run_json
+from scheduler.service import Service, resolve_seed
+from scheduler.state.records import RunRecord
+from scheduler.state.store import StateStore, check_state_path
+from scheduler.timing.planning import plan_jobs
 from scheduler.timing.triggers import build_trigger
+from tickless.clock import iso, utc_now
+from tickless.config.problems import Problem, closest
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -44,7 +47,7 @@ def load(config: str | None) -> tuple[Settings, list[JobSpec]]:
     path = settings.config_path if settings else config_path(os.environ, config)
     jobs: list[JobSpec] = []
     try:
-        jobs = load_catalogue(path, os.environ, settings.api_url if settings else DEFAULT_API_URL)
+        jobs = load_catalogue(path, os.environ, settings.api_url if settings else DEFAULT_API_URL, now=utc_now())
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems or settings is None:
@@ -151,14 +154,10 @@ def cmd_fire(args: argparse.Namespace) -> int:
     following = trigger.nominal_after(now)
     http = HttpClient(settings.api_url, settings.token, 1)
     try:
-        outcome = RunExecutor(http).run(spec, now, trigger.fire_time(following) if following else None)
+        outcome = JobRunner(http).run(spec, now, trigger.fire_time(following) if following else None)
     finally:
         http.close()
-    store.record(RunRecord(
-        job=spec.name, scheduled_for=now, outcome=outcome.outcome, started_at=outcome.started_at,
-        finished_at=outcome.started_at + timedelta(seconds=outcome.duration_seconds), status=outcome.status,
-        error_type=outcome.error_type, attempts=outcome.attempts, duration_s=outcome.duration_seconds, error=outcome.error,
-    ))
+    store.record(RunRecord.of(outcome))
     print(outcome.summary())
     return EXIT_OK if outcome.ok else EXIT_RUN_FAILED
 
@@ -173,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.metrics_address:
         host, port = settings.metrics_address
         try:
-            server = MetricsServer((host, port), metrics, service.health.check)
+            server = OpsServer((host, port), metrics.registry, service.health.check)
         except OSError as exc:
             raise ConfigError([f"SCHEDULER_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}"]) from None
         server.start()

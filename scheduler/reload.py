@@ -1,53 +1,48 @@
-"""SIGHUP: re-read jobs.yaml and apply what changed, or keep running as before."""
+"""SIGHUP: what changed between the running jobs and a re-read jobs.yaml.
+
+A pure diff; the service applies it itself. Jobs are matched by name: an
+unchanged job keeps its phase and history, a changed one is rescheduled.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from scheduler.errors import ConfigError
-
-if TYPE_CHECKING:
-    from scheduler.service import Service
-
-logger = logging.getLogger(__name__)
+from scheduler.config.spec import JobSpec
 
 
-def apply_reload(service: Service) -> bool:
-    """Apply a valid file (jobs matched by name keep their phase and history)."""
-    assert service.loader is not None
-    try:
-        specs = service.loader()
-    except ConfigError as exc:
-        for problem in exc.problems:
-            logger.error("reload rejected: %s", problem)
-        logger.error("reload rejected: %d problem(s); still running the previous configuration", len(exc.problems))
-        service.metrics.reloads.labels("rejected").inc()
-        return False
-    new = {spec.name: spec for spec in specs if spec.enabled}
-    old = service.jobs
-    added = sorted(new.keys() - old.keys())
-    removed = sorted(old.keys() - new.keys())
-    changed = sorted(name for name in new.keys() & old.keys() if new[name] != old[name])
-    for name in removed:
-        service.scheduler.remove_job(name)
-        del service.jobs[name]
-        service.plans.pop(name, None)
-        service.metrics.forget(name)
-    for name in added + changed:
-        service.jobs[name] = new[name]
-    if added or changed:
-        # Unchanged schedules resume their grid from the store; changed ones start a new one.
-        # Never earlier than the end of the startup grace, if a reload comes during it.
-        start = max(service.clock(), service.start or service.clock())
-        service._schedule([new[name] for name in added + changed], start)
-    service.disabled = sorted(spec.name for spec in specs if not spec.enabled)
-    unchanged = len(new) - len(added) - len(changed)
-    logger.info(
-        "reload applied: added %s, removed %s, changed %s, %d unchanged",
-        added or "none", removed or "none", changed or "none", unchanged,
+@dataclass(frozen=True)
+class JobChanges:
+    enabled: dict[str, JobSpec]  # every enabled job of the new file, by name
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+    disabled: list[str]
+
+    @property
+    def rescheduled(self) -> list[JobSpec]:
+        """The jobs to (re)schedule: new ones and changed ones."""
+        return [self.enabled[name] for name in self.added + self.changed]
+
+    @property
+    def unchanged(self) -> int:
+        return len(self.enabled) - len(self.added) - len(self.changed)
+
+    def summary(self) -> str:
+        return (
+            f"added {self.added or 'none'}, removed {self.removed or 'none'}, "
+            f"changed {self.changed or 'none'}, {self.unchanged} unchanged"
+        )
+
+
+def diff_jobs(running: Mapping[str, JobSpec], specs: list[JobSpec]) -> JobChanges:
+    """What applying ``specs`` to the ``running`` jobs adds, removes and changes."""
+    enabled = {spec.name: spec for spec in specs if spec.enabled}
+    return JobChanges(
+        enabled=enabled,
+        added=sorted(enabled.keys() - running.keys()),
+        removed=sorted(running.keys() - enabled.keys()),
+        changed=sorted(name for name in enabled.keys() & running.keys() if enabled[name] != running[name]),
+        disabled=sorted(spec.name for spec in specs if not spec.enabled),
     )
-    if len(service.jobs) > service.workers:
-        logger.warning("%d jobs now share %d worker threads: restart to give each its own", len(service.jobs), service.workers)
-    service.metrics.reloads.labels("applied").inc()
-    return True

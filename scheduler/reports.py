@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from scheduler.execution.run import iso
+from scheduler.config.spec import CallTarget, JobSpec, ScheduleKind
+from scheduler.state.records import RunRecord
 from scheduler.timing.planning import Plan
-from scheduler.config.spec import CallTarget, JobSpec
-from scheduler.state.store import RunRecord
+from tickless.clock import iso
 
 
 def fire_times(plan: Plan | None, now: datetime, count: int) -> list[datetime]:
@@ -32,7 +32,7 @@ def job_row(spec: JobSpec, plan: Plan | None, now: datetime, count: int) -> dict
         "name": spec.name,
         "enabled": spec.enabled,
         "schedule": spec.schedule.text,
-        "interval_seconds": spec.schedule.interval_seconds if spec.schedule.kind == "every" else None,
+        "interval_seconds": spec.schedule.interval_seconds if spec.schedule.kind == ScheduleKind.EVERY else None,
         "timezone": spec.schedule.timezone,
         "kind": target.kind,
         "method": http.method if http else None,

@@ -1,11 +1,18 @@
-"""The service: an APScheduler BlockingScheduler with grace, signals and shutdown."""
+"""The service: an APScheduler BlockingScheduler with grace, signals, reload and shutdown.
+
+The service owns the scheduler, the plans and the jobs. What happens to runs
+is published as run events; metrics, health, the history recorder and the
+in-flight table listen, and the service calls none of them by name.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -15,25 +22,24 @@ from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler import __version__
-from scheduler.execution.run import Outcome, RunExecutor, iso
-from scheduler.ops.health import HealthTracker
-from scheduler.execution.http import HttpClient
-from scheduler.inflight import InFlight, InFlightRun
-from scheduler.ops.metrics import Metrics
-from scheduler.timing.planning import Plan, plan_jobs
-from scheduler.execution.executor import FireTimeExecutor
 from scheduler.config.settings import Settings
 from scheduler.config.spec import JobSpec
-from scheduler.state.store import BackgroundRecorder, RunRecord, StateStore
+from scheduler.errors import ConfigError
+from scheduler.execution.events import RunAbandoned, RunEvent, RunEvents, RunFinished, RunSkipped, RunStarted
+from scheduler.execution.executor import FireTimeExecutor
+from scheduler.execution.http import HttpClient
+from scheduler.execution.run import JobRunner, Outcome, RunOutcome
+from scheduler.ops.health import HealthTracker
+from scheduler.ops.metrics import Metrics
+from scheduler.reload import JobChanges, diff_jobs
+from scheduler.state.recorder import BackgroundRecorder
+from scheduler.state.store import StateStore
+from scheduler.timing.planning import Plan, plan_jobs
+from tickless.clock import Clock, iso, utc_now
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 Loader = Callable[[], list[JobSpec]]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def resolve_seed(settings: Settings, store: StateStore | None) -> tuple[int, str]:
@@ -56,6 +62,62 @@ def _nominal(plan: Plan, fire_time: datetime) -> datetime:
     return plan.trigger.nominal_for(fire_time)
 
 
+@dataclass(frozen=True)
+class InFlightRun:
+    job: str
+    scheduled_for: datetime
+    started_at: datetime
+
+
+class InFlight:
+    """Which runs are in flight right now, and since when (a run listener)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._runs: dict[str, InFlightRun] = {}
+        self._released = False
+
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RunStarted):
+            self.begin(InFlightRun(event.job, event.scheduled_for, event.started_at))
+        elif isinstance(event, RunFinished):
+            self.end(event.outcome.job)
+
+    def begin(self, run: InFlightRun) -> None:
+        with self._changed:
+            self._runs[run.job] = run
+
+    def end(self, job: str) -> None:
+        with self._changed:
+            self._runs.pop(job, None)
+            self._changed.notify_all()
+
+    def get(self, job: str) -> InFlightRun | None:
+        with self._changed:
+            return self._runs.get(job)
+
+    def snapshot(self) -> list[InFlightRun]:
+        with self._changed:
+            return sorted(self._runs.values(), key=lambda run: run.started_at)
+
+    def release(self) -> None:
+        """Stop any wait_idle() at once (a second signal: exit now)."""
+        with self._changed:
+            self._released = True
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is in flight; False if time ran out or release() was called."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._runs and not self._released:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            return not self._runs
+
+
 class Service:
     def __init__(
         self,
@@ -76,21 +138,25 @@ class Service:
         self.disabled = [spec.name for spec in jobs if not spec.enabled]
         self.seed, self.seed_source = resolve_seed(settings, store)
         store.save_jitter_seed(self.seed)
-        self.recorder = BackgroundRecorder(store)
         self.plans: dict[str, Plan] = {}
         self.start: datetime | None = None  # when the startup grace ends
         self.stopping = threading.Event()
         self.inflight = InFlight()
+        self.recorder = BackgroundRecorder(store)
         # Threads are created only when needed, so headroom costs nothing: with
         # max_instances=1 and at least one worker per job, no run ever waits
         # for a worker (a 30-minute job never delays a 1-minute one), and a
         # reload that adds jobs still fits.
         self.workers = max(32, 2 * len(self.jobs))
         self.http = HttpClient(settings.api_url, settings.token, self.workers, stopping=self.stopping, clock=clock)
-        self.runs = RunExecutor(self.http, clock)
-        self.health = HealthTracker(self, store.job_states())
+        self.runs = JobRunner(self.http, clock)
+        self.health = HealthTracker(self, store.job_states(), clock)
+        self.events = RunEvents()
+        # The in-flight table first: a listener that reads it sees the run's own state.
+        for listener in (self.inflight, self.metrics, self.health, self.recorder):
+            self.events.subscribe(listener.on_event)
         self.scheduler = BlockingScheduler(
-            executors={"default": FireTimeExecutor(self.workers)},
+            executors={"default": FireTimeExecutor(self.workers, clock)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -160,20 +226,20 @@ class Service:
         nominal = _nominal(plan, fire_time)
         following = trigger.nominal_after(max(nominal, fire_time))
         deadline = trigger.fire_time(following) if following else None
-        self.inflight.begin(InFlightRun(name, nominal, self.clock()))
-        self.metrics.started(name)
+        started_at, started = self.clock(), time.monotonic()
+        self.events.publish(RunStarted(name, nominal, started_at))
         try:
             outcome = self.runs.run(spec, nominal, deadline)
-        finally:
-            self.inflight.end(name)
-        self.metrics.finished(outcome)
-        self.health.finished(outcome)
-        self.recorder.submit(RunRecord(
-            job=name, scheduled_for=nominal, outcome=outcome.outcome, started_at=outcome.started_at,
-            finished_at=outcome.started_at + timedelta(seconds=outcome.duration_seconds), status=outcome.status,
-            error_type=outcome.error_type, attempts=outcome.attempts, duration_s=outcome.duration_seconds,
-            error=outcome.error,
-        ))
+        except BaseException as exc:
+            # A fault of the run path itself, not of the job: the run still ends for
+            # every listener (never left in flight), and the executor logs the traceback.
+            self.events.publish(RunFinished(Outcome(
+                job=name, outcome=RunOutcome.FAILED, scheduled_for=nominal, started_at=started_at,
+                lateness_seconds=(started_at - nominal).total_seconds(), duration_seconds=time.monotonic() - started,
+                error=f"internal error: {type(exc).__name__}: {exc}"[:400], error_type=type(exc).__name__,
+            )))
+            raise
+        self.events.publish(RunFinished(outcome))
         return outcome
 
     def _drain(self) -> list[InFlightRun]:
@@ -190,9 +256,9 @@ class Service:
             logger.warning(
                 "run abandoned at shutdown: job=%s scheduled_for=%s running since %s (%.1fs)",
                 run.job, iso(run.scheduled_for), iso(run.started_at), (now - run.started_at).total_seconds(),
-                extra={"job": run.job, "scheduled_for": iso(run.scheduled_for), "outcome": "abandoned_at_shutdown"},
+                extra={"job": run.job, "scheduled_for": iso(run.scheduled_for), "outcome": RunOutcome.ABANDONED_AT_SHUTDOWN},
             )
-            self.recorder.submit(RunRecord(run.job, run.scheduled_for, "abandoned_at_shutdown", started_at=run.started_at))
+            self.events.publish(RunAbandoned(run.job, run.scheduled_for, run.started_at))
         self.recorder.close()
         if not abandoned:
             self.http.close()
@@ -202,9 +268,38 @@ class Service:
     # -- reload ---------------------------------------------------------------
     def reload(self) -> bool:
         """Re-read jobs.yaml: apply it if valid, else log every problem and keep running as before."""
-        from scheduler.reload import apply_reload
+        assert self.loader is not None
+        try:
+            specs = self.loader()
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logger.error("reload rejected: %s", problem)
+            logger.error("reload rejected: %d problem(s); still running the previous configuration", len(exc.problems))
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        self.apply(diff_jobs(self.jobs, specs))
+        return True
 
-        return apply_reload(self)
+    def apply(self, changes: JobChanges) -> None:
+        """Apply a reload: removed jobs go, added and changed ones are (re)scheduled."""
+        for name in changes.removed:
+            self.scheduler.remove_job(name)
+            del self.jobs[name]
+            self.plans.pop(name, None)
+            self.metrics.forget(name)
+        rescheduled = changes.rescheduled
+        for spec in rescheduled:
+            self.jobs[spec.name] = spec
+        if rescheduled:
+            # Unchanged schedules resume their grid from the store; changed ones start a new one.
+            # Never earlier than the end of the startup grace, if a reload comes during it.
+            now = self.clock()
+            self._schedule(rescheduled, max(now, self.start or now))
+        self.disabled = changes.disabled
+        logger.info("reload applied: %s", changes.summary())
+        if len(self.jobs) > self.workers:
+            logger.warning("%d jobs now share %d worker threads: restart to give each its own", len(self.jobs), self.workers)
+        self.metrics.reloads.labels("applied").inc()
 
     # -- events and signals -------------------------------------------------
     def _on_started(self, _event: SchedulerEvent) -> None:
@@ -216,9 +311,8 @@ class Service:
         fire_time = event.scheduled_run_times[-1]
         scheduled = _nominal(plan, fire_time) if plan else fire_time
         previous = self.inflight.get(event.job_id)
-        self.metrics.skipped(event.job_id)
-        self.recorder.submit(RunRecord(event.job_id, scheduled, "skipped_in_flight"))
-        fields = {"job": event.job_id, "scheduled_for": iso(scheduled), "outcome": "skipped_in_flight"}
+        self.events.publish(RunSkipped(event.job_id, scheduled))
+        fields = {"job": event.job_id, "scheduled_for": iso(scheduled), "outcome": RunOutcome.SKIPPED_IN_FLIGHT}
         if previous is None:
             logger.warning("run skipped: job=%s scheduled_for=%s: the previous run is still in flight",
                            event.job_id, iso(scheduled), extra=fields)

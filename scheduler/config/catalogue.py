@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from scheduler.config import job_fields as fields
-from scheduler.errors import ConfigError
 from scheduler.config.job_fields import Context
-from tickless.config.problems import Problems
-from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
+from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule, ScheduleKind
+from scheduler.errors import ConfigError
 from scheduler.timing.triggers import shortest_gap_seconds
+from tickless.config.problems import Problems
 from tickless.config.yamlfile import LineMap, YamlProblem, load_yaml
 
 TOP_KEYS = ("defaults", "jobs")
 DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone")
-SCHEDULE_KEYS = ("every", "daily", "cron")
+SCHEDULE_KEYS = tuple(kind.value for kind in ScheduleKind)
 TARGET_KEYS = ("http", "call")
 JOB_KEYS = SCHEDULE_KEYS + TARGET_KEYS + (
     "kwargs", "timeout", "retry", "jitter", "initial_offset_max", "timezone", "enabled", "catch_up",
@@ -31,8 +32,12 @@ class Defaults:
     timezone: str = "UTC"
 
 
-def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[JobSpec]:
-    """Read and validate ``path``; raise ConfigError with every problem found."""
+def load_catalogue(path: Path, env: Mapping[str, str], api_url: str, *, now: datetime) -> list[JobSpec]:
+    """Read and validate ``path``; raise ConfigError with every problem found.
+
+    ``now`` is the moment the jobs are checked for: a wall-clock schedule's
+    shortest gap (which bounds its jitter) depends on that year's DST dates.
+    """
     problems = Problems(str(path))
     ctx = Context(env, problems)
     try:
@@ -53,7 +58,7 @@ def load_catalogue(path: Path, env: Mapping[str, str], api_url: str) -> list[Job
         raise ConfigError(problems)
     specs = []
     for name, raw in jobs.items():
-        spec = _read_job(ctx.for_job(name), name, raw, jobs.line_of(name), defaults, api_url)
+        spec = _read_job(ctx.for_job(name), name, raw, jobs.line_of(name), defaults, api_url, now)
         if spec is not None:
             specs.append(spec)
     if problems:
@@ -83,13 +88,15 @@ def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:
     return defaults
 
 
-def _read_job(ctx: Context, name: str, raw: object, line: int, defaults: Defaults, api_url: str) -> JobSpec | None:
+def _read_job(
+    ctx: Context, name: str, raw: object, line: int, defaults: Defaults, api_url: str, now: datetime
+) -> JobSpec | None:
     if not isinstance(raw, LineMap):
         ctx.add(line, None, f"must be a mapping with a schedule (every, daily or cron) and a target (http or call), got {raw!r}")
         return None
     before = len(ctx.problems)
     ctx.check_keys(raw, JOB_KEYS)
-    schedule = _read_schedule(ctx, raw, line, defaults)
+    schedule = _read_schedule(ctx, raw, line, defaults, now)
     target = _read_target(ctx, raw, line, api_url)
 
     timeout = defaults.timeout_seconds
@@ -108,7 +115,7 @@ def _read_job(ctx: Context, name: str, raw: object, line: int, defaults: Default
     catch_up = fields.read_duration(ctx, raw, "catch_up", positive=False) if "catch_up" in raw else None
 
     if schedule is not None and jitter:
-        gap = shortest_gap_seconds(schedule)
+        gap = shortest_gap_seconds(schedule, now)
         if jitter >= gap:
             where = raw.line_of("jitter") if "jitter" in raw else line
             source = "" if "jitter" in raw else " (inherited from defaults.jitter)"
@@ -133,23 +140,23 @@ def _exactly_one(ctx: Context, raw: LineMap, line: int, keys: tuple[str, ...], w
     return None
 
 
-def _read_schedule(ctx: Context, raw: LineMap, line: int, defaults: Defaults) -> Schedule | None:
+def _read_schedule(ctx: Context, raw: LineMap, line: int, defaults: Defaults, now: datetime) -> Schedule | None:
     kind = _exactly_one(ctx, raw, line, SCHEDULE_KEYS, "schedule")
     timezone = defaults.timezone
     if "timezone" in raw:
-        if kind == "every":
+        if kind == ScheduleKind.EVERY:
             ctx.add(raw.line_of("timezone"), "timezone", "applies to daily and cron schedules only ('every' counts elapsed time)")
             return None
         timezone = fields.read_timezone(ctx, raw) or ""
-    if kind == "every":
+    if kind == ScheduleKind.EVERY:
         interval = fields.read_duration(ctx, raw, "every", positive=True)
-        return Schedule("every", interval_seconds=interval) if interval else None
-    if kind == "daily":
+        return Schedule(ScheduleKind.EVERY, interval_seconds=interval) if interval else None
+    if kind == ScheduleKind.DAILY:
         times = fields.read_daily(ctx, raw)
-        return Schedule("daily", times=times, timezone=timezone) if times and timezone else None
-    if kind == "cron":
-        expression = fields.read_cron(ctx, raw)
-        return Schedule("cron", cron=expression, timezone=timezone) if expression and timezone else None
+        return Schedule(ScheduleKind.DAILY, times=times, timezone=timezone) if times and timezone else None
+    if kind == ScheduleKind.CRON:
+        expression = fields.read_cron(ctx, raw, now)
+        return Schedule(ScheduleKind.CRON, cron=expression, timezone=timezone) if expression and timezone else None
     return None
 
 

@@ -10,17 +10,17 @@ import importlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from scheduler.config.spec import CallTarget, HttpTarget, RetryPolicy
+from scheduler.timing.triggers import cron_trigger
 from tickless.config.durations import DurationError, parse_duration
 from tickless.config.interpolate import InterpolationError, expand
 from tickless.config.problems import Problems, did_you_mean
 from tickless.config.variables import check_seconds
-from scheduler.config.spec import CallTarget, HttpTarget, RetryPolicy
-from scheduler.timing.triggers import cron_trigger
 from tickless.config.yamlfile import LineMap
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -153,7 +153,7 @@ def read_daily(ctx: Context, mapping: LineMap) -> tuple[time, ...] | None:
     return tuple(sorted(times))
 
 
-def read_cron(ctx: Context, mapping: LineMap) -> str | None:
+def read_cron(ctx: Context, mapping: LineMap, now: datetime) -> str | None:
     value, _ = ctx.value(mapping, "cron", "cron")
     if value is _MISSING:
         return None
@@ -166,7 +166,7 @@ def read_cron(ctx: Context, mapping: LineMap) -> str | None:
     except ValueError as exc:
         ctx.add(mapping.line_of("cron"), "cron", f"{exc} in {value!r}")
         return None
-    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+    if trigger.get_next_fire_time(None, now) is None:
         ctx.add(mapping.line_of("cron"), "cron", f"{value!r} never fires (no date matches it)")
         return None
     return expression

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time
+from enum import StrEnum
 from typing import Any
 
 from tickless.config.durations import format_duration
@@ -17,9 +18,17 @@ class RetryPolicy:
     max_backoff_seconds: int = 30
 
 
+class ScheduleKind(StrEnum):
+    """The schedule key a job was written with."""
+
+    EVERY = "every"  # elapsed time: an interval
+    DAILY = "daily"  # fixed wall-clock times in a time zone
+    CRON = "cron"  # a 5-field crontab in a time zone
+
+
 @dataclass(frozen=True)
 class Schedule:
-    kind: str  # "every" | "daily" | "cron"
+    kind: ScheduleKind
     interval_seconds: int | None = None
     times: tuple[time, ...] = ()
     cron: str | None = None
@@ -27,9 +36,9 @@ class Schedule:
 
     @property
     def text(self) -> str:
-        if self.kind == "every":
+        if self.kind == ScheduleKind.EVERY:
             return f"every {format_duration(self.interval_seconds or 0)}"
-        if self.kind == "daily":
+        if self.kind == ScheduleKind.DAILY:
             return "daily " + ",".join(t.strftime("%H:%M") for t in self.times)
         return f"cron {self.cron}"
 

@@ -24,8 +24,8 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from scheduler import __version__
-from scheduler.errors import RunFailed
 from scheduler.config.spec import HttpTarget, RetryPolicy
+from scheduler.errors import RunFailed
 
 logger = logging.getLogger(__name__)
 

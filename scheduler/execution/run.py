@@ -8,25 +8,33 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from enum import StrEnum
 
+from scheduler.config.spec import CallTarget, JobSpec
 from scheduler.errors import RunFailed
 from scheduler.execution.http import HttpClient
-from scheduler.config.spec import CallTarget, JobSpec
+from tickless.clock import Clock, iso, utc_now
 
 logger = logging.getLogger("scheduler.runs")
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class RunOutcome(StrEnum):
+    """How a run ended, as logged, stored and counted."""
+
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED_IN_FLIGHT = "skipped_in_flight"  # its slot came while the previous run was in flight
+    ABANDONED_AT_SHUTDOWN = "abandoned_at_shutdown"  # still running when shutdown stopped waiting
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """The result of one run that started (ok or failed)."""
+
     job: str
-    outcome: str  # "ok" | "failed"
+    outcome: RunOutcome
     scheduled_for: datetime
     started_at: datetime
     lateness_seconds: float
@@ -38,7 +46,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == "ok"
+        return self.outcome == RunOutcome.OK
 
     def summary(self) -> str:
         detail = f"HTTP {self.status}" if self.status is not None and self.ok else (self.error or "")
@@ -47,8 +55,10 @@ class Outcome:
         return f"{self.job}: {self.outcome} ({', '.join(parts)})"
 
 
-class RunExecutor:
-    def __init__(self, http: HttpClient | None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+class JobRunner:
+    """Performs one run of a job and says how it went; never raises for the run's own failure."""
+
+    def __init__(self, http: HttpClient | None, clock: Clock = utc_now) -> None:
         self.http = http
         self.clock = clock
 
@@ -88,7 +98,7 @@ class RunExecutor:
         if error is None and isinstance(spec.target, CallTarget) and duration > spec.timeout_seconds:
             error, error_type = f"ran {duration:.1f}s, over its {spec.timeout_seconds}s timeout", "Timeout"
         outcome = Outcome(
-            job=spec.name, outcome="failed" if error else "ok", scheduled_for=scheduled_for,
+            job=spec.name, outcome=RunOutcome.FAILED if error else RunOutcome.OK, scheduled_for=scheduled_for,
             started_at=started_at, lateness_seconds=lateness, duration_seconds=duration,
             status=status, attempts=attempts, error=error, error_type=error_type,
         )

@@ -8,18 +8,35 @@ longest gap between its runs, so a weekday cron is not flagged on Monday).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from scheduler.execution.run import Outcome, iso
-from scheduler.ops.metrics import Health
 from scheduler.config.spec import JobSpec
-from scheduler.state.store import JobState
+from scheduler.execution.events import RunEvent, RunFinished
+from scheduler.execution.run import Outcome
+from scheduler.state.records import JobState
 from scheduler.timing.triggers import gap_range_seconds
+from tickless.clock import Clock, iso
 
-if TYPE_CHECKING:
-    from scheduler.service import Service
+
+class ScheduleView(Protocol):
+    """What health needs to see of the scheduler, and nothing more."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def jobs(self) -> Mapping[str, JobSpec]: ...
+
+    def next_run(self, name: str) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class Health:
+    healthy: bool
+    body: dict[str, object]
 
 
 @dataclass
@@ -30,9 +47,12 @@ class _Last:
 
 
 class HealthTracker:
-    def __init__(self, service: Service, states: dict[str, JobState]) -> None:
-        self.service = service
-        self.started_at = service.clock()
+    """Keeps each job's last outcome (a run listener) and judges health from it."""
+
+    def __init__(self, schedule: ScheduleView, states: Mapping[str, JobState], clock: Clock) -> None:
+        self.schedule = schedule
+        self.clock = clock
+        self.started_at = clock()
         self._lock = threading.Lock()
         self._last = {
             name: _Last(state.last_outcome, state.last_nominal, state.last_success_at) for name, state in states.items()
@@ -43,7 +63,11 @@ class HealthTracker:
     def scheduled(self, name: str) -> None:
         """A job was (re)scheduled: silence before now is not its fault."""
         with self._lock:
-            self._scheduled[name] = self.service.clock()
+            self._scheduled[name] = self.clock()
+
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RunFinished):
+            self.finished(event.outcome)
 
     def finished(self, outcome: Outcome) -> None:
         with self._lock:
@@ -55,17 +79,17 @@ class HealthTracker:
     def _allowed_silence(self, spec: JobSpec) -> float:
         key = f"{spec.name}:{spec.schedule.text}:{spec.schedule.timezone}"
         if key not in self._periods:
-            self._periods[key] = gap_range_seconds(spec.schedule)[1]
+            self._periods[key] = gap_range_seconds(spec.schedule, self.clock())[1]
         return 2 * self._periods[key] + spec.timeout_seconds
 
     def check(self) -> Health:
-        service = self.service
-        now = service.clock()
+        schedule = self.schedule
+        now = self.clock()
         problems: list[str] = []
-        if not service.running:
+        if not schedule.running:
             problems.append("the scheduler is not running")
         jobs = []
-        for name, spec in sorted(service.jobs.items()):
+        for name, spec in sorted(schedule.jobs.items()):
             with self._lock:
                 last = self._last.get(name, _Last())
                 scheduled = self._scheduled.get(name, self.started_at)
@@ -75,7 +99,7 @@ class HealthTracker:
             if silent > allowed:
                 what = "succeeded" if last.success_at else "succeeded since start"
                 problems.append(f"job {name} has not {what} for {silent:.0f}s (allowed {allowed:.0f}s)")
-            next_run = service.next_run(name)
+            next_run = schedule.next_run(name)
             jobs.append({
                 "name": name,
                 "last_outcome": last.outcome,

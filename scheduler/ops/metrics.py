@@ -1,20 +1,13 @@
-"""Prometheus metrics and the /metrics + /healthz endpoint."""
+"""Prometheus metrics: each instrument, fed by run events."""
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from scheduler.execution.run import Outcome
-
-logger = logging.getLogger(__name__)
+from scheduler.execution.events import RunEvent, RunFinished, RunSkipped, RunStarted
+from scheduler.execution.run import Outcome, RunOutcome
 
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300)
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800)
@@ -38,6 +31,14 @@ class Metrics:
         self.up = Gauge("tickless_scheduler_up", "1 while the scheduler is running", registry=r)
         self.reloads = Counter("tickless_config_reloads", "jobs.yaml reloads by result", ["result"], registry=r)
 
+    def on_event(self, event: RunEvent) -> None:
+        if isinstance(event, RunStarted):
+            self.started(event.job)
+        elif isinstance(event, RunFinished):
+            self.finished(event.outcome)
+        elif isinstance(event, RunSkipped):
+            self.skipped(event.job)
+
     def started(self, job: str) -> None:
         self.in_flight.labels(job).inc()
 
@@ -53,7 +54,7 @@ class Metrics:
             self.last_success.labels(job).set(outcome.started_at.timestamp() + outcome.duration_seconds)
 
     def skipped(self, job: str) -> None:
-        self.runs.labels(job, "skipped_in_flight").inc()
+        self.runs.labels(job, RunOutcome.SKIPPED_IN_FLIGHT).inc()
 
     def scheduled(self, job: str, moment: datetime | None) -> None:
         if moment is not None:
@@ -65,50 +66,3 @@ class Metrics:
             self.next_run.remove(job)
         except KeyError:
             pass
-
-
-@dataclass(frozen=True)
-class Health:
-    healthy: bool
-    body: dict[str, object]
-
-
-class MetricsServer:
-    """Serves /metrics and /healthz on one address in a daemon thread."""
-
-    def __init__(self, address: tuple[str, int], metrics: Metrics, health: Callable[[], Health]) -> None:
-        registry = metrics.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # scrapes every few seconds would drown the run lines
-
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-                elif path == "/healthz":
-                    state = health()
-                    self._send(200 if state.healthy else 503, "application/json", json.dumps(state.body).encode())
-                else:
-                    self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(address, Handler)
-        self.httpd.daemon_threads = True
-        host, port = self.httpd.server_address[:2]
-        self.address = f"{host.decode() if isinstance(host, bytes) else host}:{port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()

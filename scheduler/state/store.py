@@ -1,4 +1,4 @@
-"""The durable state store: run history, each job's grid and last run, the jitter seed.
+"""The SQLite state store: run history, each job's grid and last run, the jitter seed.
 
 SQLite in WAL mode (readers such as ``scheduler history`` never block the
 service). The schema is versioned with ``PRAGMA user_version``.
@@ -7,15 +7,16 @@ service). The schema is versioned with ``PRAGMA user_version``.
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import tempfile
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from scheduler.errors import StateError
+from scheduler.execution.run import RunOutcome
+from scheduler.state.records import JobState, RunRecord
+from tickless.clock import parse_iso
 
 logger = logging.getLogger(__name__)
 
@@ -45,40 +46,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_success_at TEXT
 );
 """
-STARTED_OUTCOMES = ("ok", "failed", "abandoned_at_shutdown")
+# Outcomes of runs that started: they move a job's last run forward.
+STARTED_OUTCOMES = (RunOutcome.OK, RunOutcome.FAILED, RunOutcome.ABANDONED_AT_SHUTDOWN)
 
 
 def _text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _moment(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    job: str
-    scheduled_for: datetime
-    outcome: str  # ok | failed | skipped_in_flight | abandoned_at_shutdown
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    status: int | None = None
-    error_type: str | None = None
-    attempts: int | None = None
-    duration_s: float | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class JobState:
-    """What the store remembers of one job between restarts."""
-
-    fingerprint: str  # the schedule it was planned with; a change starts a new grid
-    anchor: datetime  # where an interval job's grid starts
-    last_nominal: datetime | None  # nominal time of the last run that started
-    last_outcome: str | None
-    last_success_at: datetime | None
 
 
 def check_state_path(path: Path) -> None:
@@ -148,7 +121,7 @@ class StateStore:
             "SELECT name, fingerprint, anchor, last_nominal, last_outcome, last_success_at FROM jobs"
         ).fetchall()
         return {
-            name: JobState(fingerprint, datetime.fromisoformat(anchor), _moment(nominal), outcome, _moment(success))
+            name: JobState(fingerprint, datetime.fromisoformat(anchor), parse_iso(nominal), outcome, parse_iso(success))
             for name, fingerprint, anchor, nominal, outcome, success in rows
         }
 
@@ -194,7 +167,7 @@ class StateStore:
              run.status, run.error_type, run.attempts, run.duration_s, run.error),
         )
         if run.outcome in STARTED_OUTCOMES:
-            success = _text(run.finished_at) if run.outcome == "ok" else None
+            success = _text(run.finished_at) if run.outcome == RunOutcome.OK else None
             self._db.execute(
                 "UPDATE jobs SET last_nominal = MAX(COALESCE(last_nominal, ''), ?), last_outcome = ?,"
                 " last_success_at = COALESCE(?, last_success_at) WHERE name = ?",
@@ -212,44 +185,7 @@ class StateStore:
             params = (job,)
         rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [
-            RunRecord(name, datetime.fromisoformat(nominal), outcome, _moment(started), _moment(finished),
+            RunRecord(name, datetime.fromisoformat(nominal), RunOutcome(outcome), parse_iso(started), parse_iso(finished),
                       status, error_type, attempts, duration, error)
             for name, nominal, outcome, started, finished, status, error_type, attempts, duration, error in rows
         ]
-
-
-class BackgroundRecorder:
-    """Writes run records from one thread, in batches, off the runs' own threads.
-
-    A run hands its record over and goes on; when many runs end together their
-    records share one transaction. ``close()`` writes whatever is queued.
-    """
-
-    def __init__(self, store: StateStore, batch: int = 500) -> None:
-        self.store = store
-        self.batch = batch
-        self._queue: queue.SimpleQueue[RunRecord | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._write, name="state-writer", daemon=True)
-        self._thread.start()
-
-    def submit(self, run: RunRecord) -> None:
-        self._queue.put(run)
-
-    def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _write(self) -> None:
-        while True:
-            first = self._queue.get()
-            pending = [first]
-            while len(pending) < self.batch:
-                try:
-                    pending.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            runs = [run for run in pending if run is not None]
-            if runs:
-                self.store.record_many(runs)
-            if None in pending:
-                return

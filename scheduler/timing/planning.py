@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from scheduler.config.spec import JobSpec
-from scheduler.state.store import JobState
+from scheduler.config.spec import JobSpec, ScheduleKind
+from scheduler.state.records import JobState
 from scheduler.timing.triggers import NonDriftingTrigger, initial_offset, schedule_trigger
 
 # Bound on the slots walked to find the latest one missed inside a catch-up window.
@@ -35,7 +35,7 @@ def fingerprint(spec: JobSpec) -> str:
 def catch_up_seconds(spec: JobSpec) -> int:
     if spec.catch_up_seconds is not None:
         return spec.catch_up_seconds
-    if spec.schedule.kind == "every":
+    if spec.schedule.kind == ScheduleKind.EVERY:
         return spec.schedule.interval_seconds or 0
     return 6 * 3600
 
@@ -86,7 +86,7 @@ def plan_jobs(
         fp = fingerprint(spec)
         same_grid = state is not None and state.fingerprint == fp
         if state is None or (state.last_nominal is None and not same_grid):
-            if spec.schedule.kind != "every":
+            if spec.schedule.kind != ScheduleKind.EVERY:
                 trigger = _trigger(spec, start, seed)
                 first = trigger.get_next_fire_time(None, start)
                 plans[spec.name] = Plan(trigger, start, fp, first, trigger.nominal_for(first) if first else None, "first slot")
@@ -101,7 +101,7 @@ def plan_jobs(
             continue
         # A changed schedule starts a new grid, from the last run, so a shorter
         # interval does not fire at once and a longer one does not wait twice.
-        anchor = state.anchor if same_grid or spec.schedule.kind != "every" else state.last_nominal or start
+        anchor = state.anchor if same_grid or spec.schedule.kind != ScheduleKind.EVERY else state.last_nominal or start
         # A job planned before but never run yet keeps its planned first slot
         # (a redeploy must not push the offset job's first run back again).
         last = state.last_nominal or anchor - timedelta(microseconds=1)

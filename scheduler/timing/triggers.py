@@ -22,7 +22,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.config.spec import JobSpec, Schedule
+from scheduler.config.spec import JobSpec, Schedule, ScheduleKind
 
 _TICK = timedelta(microseconds=1)
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -83,11 +83,11 @@ def cron_trigger(expression: str, tz: ZoneInfo, start: datetime | None = None) -
 
 def grid_trigger(schedule: Schedule, start: datetime) -> BaseTrigger:
     """The trigger that yields the nominal (unjittered) times, none before ``start``."""
-    if schedule.kind == "every":
+    if schedule.kind == ScheduleKind.EVERY:
         assert schedule.interval_seconds
         return IntervalTrigger(seconds=schedule.interval_seconds, start_date=start, timezone=UTC)
     tz = ZoneInfo(schedule.timezone)
-    if schedule.kind == "daily":
+    if schedule.kind == ScheduleKind.DAILY:
         parts = [CronTrigger(hour=t.hour, minute=t.minute, timezone=tz, start_date=start) for t in schedule.times]
         return parts[0] if len(parts) == 1 else OrTrigger(parts)
     assert schedule.cron
@@ -182,7 +182,9 @@ class NonDriftingTrigger(BaseTrigger):
 
 def schedule_trigger(schedule: Schedule, anchor: datetime, name: str, jitter_seconds: float, seed: int) -> NonDriftingTrigger:
     """The trigger of one job whose grid starts at ``anchor``."""
-    fixed_hour = schedule.kind == "daily" or (schedule.kind == "cron" and "*" not in (schedule.cron or "* *").split()[1])
+    fixed_hour = schedule.kind == ScheduleKind.DAILY or (
+        schedule.kind == ScheduleKind.CRON and "*" not in (schedule.cron or "* *").split()[1]
+    )
     zone = ZoneInfo(schedule.timezone) if fixed_hour else None
     return NonDriftingTrigger(grid_trigger(schedule, anchor), name, jitter_seconds, seed, zone)
 
@@ -194,7 +196,7 @@ def build_trigger(spec: JobSpec, start: datetime, seed: int) -> NonDriftingTrigg
     runs first at ``start + interval - offset`` instead; daily and cron jobs
     only at their times.
     """
-    if spec.schedule.kind == "every" and spec.initial_offset_max_seconds:
+    if spec.schedule.kind == ScheduleKind.EVERY and spec.initial_offset_max_seconds:
         interval = spec.schedule.interval_seconds or 0
         offset = initial_offset(seed, spec.name, min(spec.initial_offset_max_seconds, interval))
         start = start + timedelta(seconds=interval - offset)
@@ -227,23 +229,27 @@ def _offset_changes(zone: ZoneInfo, year: int) -> list[datetime]:
     return changes
 
 
-def shortest_gap_seconds(schedule: Schedule, samples: int = 400) -> float:
+def shortest_gap_seconds(schedule: Schedule, around: datetime, samples: int = 400) -> float:
     """The smallest real gap between consecutive nominal times, DST changes included."""
-    return gap_range_seconds(schedule, samples)[0]
+    return gap_range_seconds(schedule, around, samples)[0]
 
 
-def gap_range_seconds(schedule: Schedule, samples: int = 400) -> tuple[float, float]:
+def gap_range_seconds(schedule: Schedule, around: datetime, samples: int = 400) -> tuple[float, float]:
     """The smallest and largest real gaps between consecutive nominal times.
 
-    Samples the year's start and the hours around each of the zone's offset
-    changes, where a wall-clock schedule's real gaps shrink or grow.
+    Samples the start of the year of ``around`` and of the next one, and the
+    hours around each of the zone's offset changes in those years, where a
+    wall-clock schedule's real gaps shrink or grow (a zone's DST rules can
+    change from one year to the next).
     """
-    if schedule.kind == "every":
+    if schedule.kind == ScheduleKind.EVERY:
         interval = float(schedule.interval_seconds or 0)
         return interval, interval
-    year = 2026
-    starts = [datetime(year, 1, 1, tzinfo=UTC)]
-    starts += [change - timedelta(hours=12) for change in _offset_changes(ZoneInfo(schedule.timezone), year)]
+    zone = ZoneInfo(schedule.timezone)
+    starts: list[datetime] = []
+    for year in (around.year, around.year + 1):
+        starts.append(datetime(year, 1, 1, tzinfo=UTC))
+        starts += [change - timedelta(hours=12) for change in _offset_changes(zone, year)]
     gaps: list[float] = []
     for start in starts:
         grid = schedule_trigger(schedule, start, "gap", 0, 0)

@@ -11,16 +11,17 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import time
+from datetime import UTC, datetime, time
 from pathlib import Path
 
 import pytest
 
 from scheduler.config.catalogue import load_catalogue
+from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule, ScheduleKind
 from scheduler.errors import ConfigError
-from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule
 
 API_URL = "http://app.test:8000"
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SHIPPED = Path(__file__).resolve().parents[2] / "jobs.yaml"
 JOB_KEYS = "every, daily, cron, http, call, kwargs, timeout, retry, jitter, initial_offset_max, timezone, enabled, catch_up"
 RETRY_KEYS = "attempts, backoff, max_backoff"
@@ -39,7 +40,7 @@ def write_yaml(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> list[JobSpec]:
-    return load_catalogue(path, env or {}, API_URL)
+    return load_catalogue(path, env or {}, API_URL, now=NOW)
 
 
 def load_jobs(path: Path, env: Mapping[str, str] | None = None) -> dict[str, JobSpec]:
@@ -216,7 +217,7 @@ def test_bad_initial_offset_variable(raw: str, rule: str) -> None:
 
 
 def test_api_url_is_joined_to_every_path() -> None:
-    specs = load_catalogue(SHIPPED, {}, "https://api.internal/base")
+    specs = load_catalogue(SHIPPED, {}, "https://api.internal/base", now=NOW)
     assert all(isinstance(spec.target, HttpTarget) for spec in specs)
     assert {spec.target.url for spec in specs if isinstance(spec.target, HttpTarget)} >= {
         "https://api.internal/base/api/health",
@@ -241,7 +242,7 @@ def test_minimal_job_gets_the_built_in_defaults(tmp_path: Path) -> None:
     assert spec == JobSpec(
         name="ping",
         line=2,
-        schedule=Schedule("every", interval_seconds=300),
+        schedule=Schedule(ScheduleKind.EVERY, interval_seconds=300),
         target=HttpTarget(method="GET", url=API_URL + "/ping"),
         timeout_seconds=60,
         retry=RetryPolicy(3, 1, 30),
@@ -362,16 +363,16 @@ def test_cron_is_normalised_and_keeps_its_timezone(tmp_path: Path) -> None:
         """,
     )
     (spec,) = load(path)
-    assert spec.schedule == Schedule("cron", cron="30 2 * * 1-5", timezone="Europe/Prague")
+    assert spec.schedule == Schedule(ScheduleKind.CRON, cron="30 2 * * 1-5", timezone="Europe/Prague")
     assert spec.schedule.text == "cron 30 2 * * 1-5"
     assert spec.jitter_seconds == 300
 
 
 def test_schedule_text_normalisation() -> None:
-    assert Schedule("every", interval_seconds=900).text == "every 15m"
-    assert Schedule("every", interval_seconds=90).text == "every 90s"
-    assert Schedule("daily", times=(time(7), time(13))).text == "daily 07:00,13:00"
-    assert Schedule("cron", cron="30 2 * * 1-5").text == "cron 30 2 * * 1-5"
+    assert Schedule(ScheduleKind.EVERY, interval_seconds=900).text == "every 15m"
+    assert Schedule(ScheduleKind.EVERY, interval_seconds=90).text == "every 90s"
+    assert Schedule(ScheduleKind.DAILY, times=(time(7), time(13))).text == "daily 07:00,13:00"
+    assert Schedule(ScheduleKind.CRON, cron="30 2 * * 1-5").text == "cron 30 2 * * 1-5"
 
 
 def test_call_job_resolves_a_real_function_and_passes_kwargs(tmp_path: Path, job_module: str) -> None:
@@ -791,13 +792,13 @@ def test_unquoted_time_in_a_daily_list_gets_the_same_hint(tmp_path: Path) -> Non
 
 def test_job_names_yaml_would_read_as_booleans_stay_names(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "jobs:\n  on: {every: 5m, http: {path: /x}}\n  no: {every: 5m, http: {path: /y}}\n")
-    assert [spec.name for spec in load_catalogue(path, {}, API_URL)] == ["on", "no"]
+    assert [spec.name for spec in load_catalogue(path, {}, API_URL, now=NOW)] == ["on", "no"]
 
 
 def test_enabled_may_come_from_a_variable(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, job_file(["every: 5m", HTTP, "enabled: ${JOB_ON:-true}"]))
-    assert load_catalogue(path, {"JOB_ON": "false"}, API_URL)[0].enabled is False
-    assert load_catalogue(path, {}, API_URL)[0].enabled is True
+    assert load_catalogue(path, {"JOB_ON": "false"}, API_URL, now=NOW)[0].enabled is False
+    assert load_catalogue(path, {}, API_URL, now=NOW)[0].enabled is True
 
 
 def test_duration_with_an_embedded_variable_names_the_source(tmp_path: Path) -> None:

@@ -1,14 +1,14 @@
-"""What /healthz decides, driven with a fixed clock and a stand-in for the service."""
+"""What /healthz decides, driven with a fixed clock and a stand-in for the schedule (ScheduleView)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
+from scheduler.config.spec import HttpTarget, JobSpec, Schedule, ScheduleKind
 from scheduler.execution.run import Outcome
 from scheduler.ops.health import HealthTracker
-from scheduler.config.spec import HttpTarget, JobSpec, Schedule
-from scheduler.state.store import JobState
+from scheduler.state.records import JobState
 
 NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 TARGET = HttpTarget("POST", "http://app/x")
@@ -29,7 +29,7 @@ class FakeService:
 
 
 def minutely() -> JobSpec:
-    return JobSpec(name="tick", line=1, schedule=Schedule("every", interval_seconds=60), target=TARGET, timeout_seconds=30)
+    return JobSpec(name="tick", line=1, schedule=Schedule(ScheduleKind.EVERY, interval_seconds=60), target=TARGET, timeout_seconds=30)
 
 
 def outcome(ok: bool, at: datetime) -> Outcome:
@@ -38,7 +38,7 @@ def outcome(ok: bool, at: datetime) -> Outcome:
 
 def test_healthy_while_a_job_succeeds_within_twice_its_period_plus_timeout() -> None:
     service = FakeService({"tick": minutely()}, next_runs={"tick": NOW + timedelta(seconds=60)})
-    tracker = HealthTracker(service, {})  # type: ignore[arg-type]
+    tracker = HealthTracker(service, {}, service.clock)
     tracker.scheduled("tick")
     tracker.finished(outcome(True, NOW))
     service.now = NOW + timedelta(seconds=149)  # allowed: 2 x 60 + 30
@@ -52,7 +52,7 @@ def test_healthy_while_a_job_succeeds_within_twice_its_period_plus_timeout() -> 
 
 def test_unhealthy_when_a_job_stops_succeeding_naming_it() -> None:
     service = FakeService({"tick": minutely()})
-    tracker = HealthTracker(service, {})  # type: ignore[arg-type]
+    tracker = HealthTracker(service, {}, service.clock)
     tracker.scheduled("tick")
     tracker.finished(outcome(True, NOW))
     tracker.finished(outcome(False, NOW + timedelta(seconds=60)))
@@ -64,16 +64,16 @@ def test_unhealthy_when_a_job_stops_succeeding_naming_it() -> None:
 
 def test_unhealthy_when_the_scheduler_is_not_running() -> None:
     service = FakeService({}, running=False)
-    health = HealthTracker(service, {}).check()  # type: ignore[arg-type]
+    health = HealthTracker(service, {}, service.clock).check()
     assert not health.healthy and health.body["problems"] == ["the scheduler is not running"]
 
 
 def test_an_old_success_from_before_a_restart_is_not_held_against_the_job() -> None:
-    nightly = JobSpec(name="nightly", line=1, schedule=Schedule("daily", times=(time(3, 0),)), target=TARGET)
+    nightly = JobSpec(name="nightly", line=1, schedule=Schedule(ScheduleKind.DAILY, times=(time(3, 0),)), target=TARGET)
     service = FakeService({"nightly": nightly})
     three_days_ago = NOW - timedelta(days=3)
     states = {"nightly": JobState("daily 03:00 tz=UTC", three_days_ago, three_days_ago, "ok", three_days_ago)}
-    tracker = HealthTracker(service, states)  # type: ignore[arg-type]
+    tracker = HealthTracker(service, states, service.clock)
     tracker.scheduled("nightly")
     assert tracker.check().healthy  # its next slot is tomorrow: silence until then is not its fault
     service.now = NOW + timedelta(days=2, seconds=61)  # 2 x 24 h + 60 s timeout since it was scheduled

@@ -18,9 +18,9 @@ import requests
 import responses
 
 from scheduler import __version__
+from scheduler.config.spec import HttpTarget, RetryPolicy
 from scheduler.errors import RunFailed
 from scheduler.execution.http import HttpClient, HttpResult
-from scheduler.config.spec import HttpTarget, RetryPolicy
 
 API_URL = "http://api.test:8000"
 TOKEN = "tok-5f1e-very-secret"

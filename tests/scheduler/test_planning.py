@@ -6,20 +6,20 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from scheduler.config.spec import HttpTarget, JobSpec, Schedule, ScheduleKind
+from scheduler.state.records import JobState
 from scheduler.timing.planning import fingerprint, plan_jobs
-from scheduler.config.spec import HttpTarget, JobSpec, Schedule
-from scheduler.state.store import JobState
 
 START = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
 TARGET = HttpTarget("POST", "http://app/x")
 
 
 def every(name: str, seconds: int, **kwargs: object) -> JobSpec:
-    return JobSpec(name=name, line=1, schedule=Schedule("every", interval_seconds=seconds), target=TARGET, **kwargs)  # type: ignore[arg-type]
+    return JobSpec(name=name, line=1, schedule=Schedule(ScheduleKind.EVERY, interval_seconds=seconds), target=TARGET, **kwargs)  # type: ignore[arg-type]
 
 
 def daily(name: str, *times: time, **kwargs: object) -> JobSpec:
-    return JobSpec(name=name, line=1, schedule=Schedule("daily", times=times), target=TARGET, **kwargs)  # type: ignore[arg-type]
+    return JobSpec(name=name, line=1, schedule=Schedule(ScheduleKind.DAILY, times=times), target=TARGET, **kwargs)  # type: ignore[arg-type]
 
 
 def ran(spec: JobSpec, last: datetime, anchor: datetime | None = None, same_schedule: bool = True) -> JobState:
@@ -171,7 +171,7 @@ def test_a_planned_first_run_missed_while_down_is_caught_up() -> None:
 
 
 def test_a_long_catch_up_window_finds_the_latest_slot_quickly() -> None:
-    job = JobSpec(name="minutely", line=1, schedule=Schedule("cron", cron="* * * * *"), target=TARGET,
+    job = JobSpec(name="minutely", line=1, schedule=Schedule(ScheduleKind.CRON, cron="* * * * *"), target=TARGET,
                   catch_up_seconds=400 * 86400)
     last = START - timedelta(days=300)
     plan = plan_jobs([job], {"minutely": ran(job, last)}, 1, START, 0)["minutely"]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.errors import ConfigError
 from scheduler.config.settings import Settings, load_settings
+from scheduler.errors import ConfigError
 from tickless.config.variables import check_seconds
 
 SECRET = "tk-9f8e7d6c5b4a-very-secret"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from scheduler.errors import StateError
-from scheduler.state.store import RunRecord, StateStore
+from scheduler.state.records import RunRecord
+from scheduler.state.store import StateStore
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

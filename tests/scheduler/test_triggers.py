@@ -20,7 +20,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from scheduler.config.spec import HttpTarget, JobSpec, Schedule
+from scheduler.config.spec import HttpTarget, JobSpec, Schedule, ScheduleKind
 from scheduler.timing.triggers import (
     NonDriftingTrigger,
     build_trigger,
@@ -37,18 +37,19 @@ PRAGUE = ZoneInfo("Europe/Prague")
 START = datetime(2026, 1, 5, 0, 0, tzinfo=UTC)  # a Monday
 SEED = 20260105
 MINUTE = timedelta(seconds=60)
+IN_2026 = datetime(2026, 6, 1, tzinfo=UTC)  # the DST dates the gap cases name are 2026's
 
 
 def every(seconds: int) -> Schedule:
-    return Schedule(kind="every", interval_seconds=seconds)
+    return Schedule(kind=ScheduleKind.EVERY, interval_seconds=seconds)
 
 
 def daily(*times: str, tz: str = "UTC") -> Schedule:
-    return Schedule(kind="daily", times=tuple(time.fromisoformat(t) for t in times), timezone=tz)
+    return Schedule(kind=ScheduleKind.DAILY, times=tuple(time.fromisoformat(t) for t in times), timezone=tz)
 
 
 def cron(expression: str, tz: str = "UTC") -> Schedule:
-    return Schedule(kind="cron", cron=expression, timezone=tz)
+    return Schedule(kind=ScheduleKind.CRON, cron=expression, timezone=tz)
 
 
 def job(name: str, schedule: Schedule, *, jitter: int = 0, offset_max: int = 0) -> JobSpec:
@@ -440,7 +441,7 @@ def test_nominal_after_is_strictly_after_for_daily_and_cron() -> None:
     ],
 )
 def test_shortest_gap_seconds(schedule: Schedule, gap: float) -> None:
-    assert shortest_gap_seconds(schedule) == gap
+    assert shortest_gap_seconds(schedule, IN_2026) == gap
 
 
 def test_next_fire_times_count_and_order() -> None:
@@ -501,9 +502,9 @@ def test_jitter_in_the_repeated_autumn_hour_stays_in_its_window() -> None:
     ],
 )
 def test_shortest_gap_includes_dst(schedule: Schedule, gap: float) -> None:
-    assert shortest_gap_seconds(schedule) == gap
+    assert shortest_gap_seconds(schedule, IN_2026) == gap
 
 
 def test_shortest_gap_of_a_daily_time_in_the_repeated_hour_is_not_zero() -> None:
     # 02:30 happens twice on 2026-10-25; any jitter would be rejected with a gap of 0.
-    assert shortest_gap_seconds(daily("02:30", tz="Europe/Prague")) >= 3600
+    assert shortest_gap_seconds(daily("02:30", tz="Europe/Prague"), IN_2026) >= 3600

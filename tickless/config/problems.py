@@ -20,7 +20,7 @@ _CUTOFF = 0.6
 
 def closest(word: str, choices: Iterable[str], cutoff: float = _CUTOFF) -> str | None:
     """The known word nearest to ``word``, or None when none is near enough."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    close = difflib.get_close_matches(word, [str(choice) for choice in choices], n=1, cutoff=cutoff)
     return close[0] if close else None
 
 

@@ -1,0 +1,72 @@
+"""Run events: what happened to a run, told to whoever listens.
+
+APScheduler's listener pattern, for runs: the service publishes a
+``RunStarted`` before a run, a ``RunFinished`` after it, a ``RunSkipped`` when
+its slot came while the previous run was still in flight, and a
+``RunAbandoned`` for a run still going when shutdown stopped waiting. Metrics,
+health, the history recorder and the in-flight table each subscribe; the
+service names none of them when a run happens, and none of them knows the
+service.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from scheduler.execution.run import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    job: str
+    scheduled_for: datetime
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class RunSkipped:
+    job: str
+    scheduled_for: datetime
+
+
+@dataclass(frozen=True)
+class RunAbandoned:
+    job: str
+    scheduled_for: datetime
+    started_at: datetime
+
+
+RunEvent = RunStarted | RunFinished | RunSkipped | RunAbandoned
+RunListener = Callable[[RunEvent], None]
+
+
+class RunEvents:
+    """Delivers each event to every listener, in the order they subscribed.
+
+    A listener that raises is logged with its traceback and the others still
+    hear the event: a broken metric must not lose a history record, and
+    never the run itself.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[RunListener] = []
+
+    def subscribe(self, listener: RunListener) -> None:
+        self._listeners.append(listener)
+
+    def publish(self, event: RunEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("run event listener %r failed on %r", listener, event)
