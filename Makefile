@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 
-.PHONY: run test lint validate list bench clean
+.PHONY: run test test-fast lint validate list bench clean
 
 # Re-install whenever the package metadata changes.
 $(STAMP): setup.cfg pyproject.toml
@@ -24,6 +24,10 @@ list: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The quick loop: unit tests only, no processes, no waiting on real time.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check tickless scheduler catalog tests bench

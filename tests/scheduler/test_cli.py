@@ -10,8 +10,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from scheduler import __version__
 from tests.scheduler.support import ApiServer, clean_env, run_cli, write_jobs
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "tok-9d81-never-print-me"
 REPO = Path(__file__).resolve().parents[2]

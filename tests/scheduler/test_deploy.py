@@ -15,6 +15,8 @@ import yaml
 
 from tests.scheduler.support import ApiServer, Service, clean_env, write_jobs
 
+pytestmark = pytest.mark.integration
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
@@ -59,6 +61,16 @@ def test_compose_runs_the_scheduler_beside_the_app() -> None:
 
 def _dockerfile() -> str:
     return (DEPLOY / "Dockerfile").read_text()
+
+
+def test_dockerfile_copies_every_package_the_install_needs() -> None:
+    # setup.cfg's find-include lists the top-level packages; an image without one fails to import.
+    setup = (DEPLOY.parent / "setup.cfg").read_text()
+    block = setup.split("[options.packages.find]", 1)[1].split("[", 1)[0]
+    packages = {line.strip() for line in block.splitlines() if line.strip() and "=" not in line and "*" not in line}
+    assert packages >= {"tickless", "scheduler", "catalog"}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", _dockerfile(), flags=re.MULTILINE))
+    assert packages <= copied, f"the Dockerfile does not COPY {sorted(packages - copied)}"
 
 
 def test_dockerfile_runs_as_a_non_root_user_with_state_in_a_volume() -> None:

@@ -12,7 +12,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from tests.scheduler.support import ApiServer, Service, clean_env, run_cli, write_jobs
+
+pytestmark = pytest.mark.integration
 
 Start = Callable[..., Service]
 

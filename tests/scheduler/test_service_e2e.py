@@ -14,7 +14,11 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from tests.scheduler.support import ApiServer, Service, clean_env, json_lines, write_jobs
+
+pytestmark = pytest.mark.integration
 
 TOKEN = "s3cr3t-token-value-7f2a"
 

@@ -508,3 +508,11 @@ def test_shortest_gap_includes_dst(schedule: Schedule, gap: float) -> None:
 def test_shortest_gap_of_a_daily_time_in_the_repeated_hour_is_not_zero() -> None:
     # 02:30 happens twice on 2026-10-25; any jitter would be rejected with a gap of 0.
     assert shortest_gap_seconds(daily("02:30", tz="Europe/Prague"), IN_2026) >= 3600
+
+
+def test_gaps_are_sampled_in_the_year_asked_about_not_a_fixed_one() -> None:
+    # Moscow kept DST until 2010: that spring, "every odd hour" had a 1-hour gap;
+    # since 2011 it has none. A hard-coded sampling year cannot give both.
+    schedule = cron("0 1-23/2 * * *", tz="Europe/Moscow")
+    assert shortest_gap_seconds(schedule, datetime(2010, 2, 1, tzinfo=UTC)) == 3600.0
+    assert shortest_gap_seconds(schedule, datetime(2026, 2, 1, tzinfo=UTC)) == 7200.0
