@@ -37,5 +37,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
 
+# Every harness at tiny sizes (under a minute, writes nothing) with its self-checks;
+# `make test` runs the same through tests/bench, so a broken harness fails CI.
+.PHONY: bench-smoke
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.run_all --smoke
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
