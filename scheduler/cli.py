@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from scheduler import __version__
-from scheduler.config.catalogue import load_catalogue
+from scheduler.config.jobs_file import load_jobs
 from scheduler.config.settings import DEFAULT_API_URL, Settings, config_path, load_settings
 from scheduler.config.spec import JobSpec
 from scheduler.errors import ConfigError, SchedulerError, UnknownJobError
@@ -47,7 +47,7 @@ def load(config: str | None) -> tuple[Settings, list[JobSpec]]:
     path = settings.config_path if settings else config_path(os.environ, config)
     jobs: list[JobSpec] = []
     try:
-        jobs = load_catalogue(path, os.environ, settings.api_url if settings else DEFAULT_API_URL, now=utc_now())
+        jobs = load_jobs(path, os.environ, settings.api_url if settings else DEFAULT_API_URL, now=utc_now())
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems or settings is None:

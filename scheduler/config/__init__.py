@@ -1,1 +1,1 @@
-"""Reading the configuration: jobs.yaml (the catalogue) and the environment."""
+"""Reading the configuration: jobs.yaml (the job catalogue) and the environment."""

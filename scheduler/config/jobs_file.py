@@ -32,7 +32,7 @@ class Defaults:
     timezone: str = "UTC"
 
 
-def load_catalogue(path: Path, env: Mapping[str, str], api_url: str, *, now: datetime) -> list[JobSpec]:
+def load_jobs(path: Path, env: Mapping[str, str], api_url: str, *, now: datetime) -> list[JobSpec]:
     """Read and validate ``path``; raise ConfigError with every problem found.
 
     ``now`` is the moment the jobs are checked for: a wall-clock schedule's
