@@ -1,4 +1,4 @@
-"""Tests of ``load_jobs``: real jobs.yaml files in ``tmp_path``, every rule of DESIGN §4.
+"""Tests of ``jobs_file.load_jobs``: real jobs.yaml files in ``tmp_path``, every rule of DESIGN §4.
 
 Problem lines are asserted whole: ``FILE:LINE: job 'NAME': field: message``.
 Snippets are dedented and their leading newline dropped, so the first line of
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.config.jobs_file import load_jobs
+from scheduler.config import jobs_file
 from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule, ScheduleKind
 from scheduler.errors import ConfigError
 
@@ -40,7 +40,7 @@ def write_yaml(tmp_path: Path, text: str, name: str = "jobs.yaml") -> Path:
 
 
 def load(path: Path, env: Mapping[str, str] | None = None) -> list[JobSpec]:
-    return load_jobs(path, env or {}, API_URL, now=NOW)
+    return jobs_file.load_jobs(path, env or {}, API_URL, now=NOW)
 
 
 def load_jobs(path: Path, env: Mapping[str, str] | None = None) -> dict[str, JobSpec]:
@@ -217,7 +217,7 @@ def test_bad_initial_offset_variable(raw: str, rule: str) -> None:
 
 
 def test_api_url_is_joined_to_every_path() -> None:
-    specs = load_jobs(SHIPPED, {}, "https://api.internal/base", now=NOW)
+    specs = jobs_file.load_jobs(SHIPPED, {}, "https://api.internal/base", now=NOW)
     assert all(isinstance(spec.target, HttpTarget) for spec in specs)
     assert {spec.target.url for spec in specs if isinstance(spec.target, HttpTarget)} >= {
         "https://api.internal/base/api/health",
@@ -792,13 +792,13 @@ def test_unquoted_time_in_a_daily_list_gets_the_same_hint(tmp_path: Path) -> Non
 
 def test_job_names_yaml_would_read_as_booleans_stay_names(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, "jobs:\n  on: {every: 5m, http: {path: /x}}\n  no: {every: 5m, http: {path: /y}}\n")
-    assert [spec.name for spec in load_jobs(path, {}, API_URL, now=NOW)] == ["on", "no"]
+    assert [spec.name for spec in jobs_file.load_jobs(path, {}, API_URL, now=NOW)] == ["on", "no"]
 
 
 def test_enabled_may_come_from_a_variable(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, job_file(["every: 5m", HTTP, "enabled: ${JOB_ON:-true}"]))
-    assert load_jobs(path, {"JOB_ON": "false"}, API_URL, now=NOW)[0].enabled is False
-    assert load_jobs(path, {}, API_URL, now=NOW)[0].enabled is True
+    assert jobs_file.load_jobs(path, {"JOB_ON": "false"}, API_URL, now=NOW)[0].enabled is False
+    assert jobs_file.load_jobs(path, {}, API_URL, now=NOW)[0].enabled is True
 
 
 def test_duration_with_an_embedded_variable_names_the_source(tmp_path: Path) -> None:
