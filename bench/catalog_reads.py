@@ -2,7 +2,7 @@
 
 `catalog list --json` with 10,000 cached rows (filled by a real `catalog
 refresh` against the local fake endpoint), timed in-process and as a command;
-and `check_query` timed with the dry run's own time taken out (the dry run is
+and the guard (`Catalog.guard`) timed with the dry run's own time taken out (the dry run is
 BigQuery's cost, not the guard's). Baseline in the same run: `json.dumps` of
 the same rows, the floor any list command pays.
 Self-checks: every cached table listed (in-process and by the command), each
@@ -23,13 +23,9 @@ from typing import Any
 
 from bench.checks import CheckFailed, check_exit, check_nonempty, run
 from bench.common import ROOT, Mode, header, python, table, write_result
-from catalog import cli
+from catalog import Catalog
 from catalog.bigquery import connect
-from catalog.cache import Cache
 from catalog.errors import QueryGuardError
-from catalog.guard import check_query
-from catalog.registry import load_registry
-from catalog.settings import load_settings
 from tests.catalog.support import BILLING, PROJECT, Column, FakeBigQuery, FakeServer, Table
 
 NAME = "catalog_reads"
@@ -62,13 +58,14 @@ def main() -> None:
     check_exit(NAME, "catalog refresh (filling the cache)", refreshed.returncode, refreshed.stdout + refreshed.stderr)
     expected_rows = datasets * per_dataset + 1  # every table of every dataset, and the tracked view
 
-    settings = load_settings(env)
-    registry = load_registry(settings.config_path, env)
+    configured = Catalog.from_env(env)
+    settings, registry = configured.settings, configured.registry
     in_process = []
     rows: list[dict[str, Any]] = []
     for _ in range(repeats):
         started = time.perf_counter()
-        rows = cli._rows(settings, registry)
+        with Catalog(settings, registry) as catalog:  # as `catalog list` does: open the cache, read every row
+            rows = catalog.rows()
         json.dumps({"tables": rows})
         in_process.append(time.perf_counter() - started)
     floor = []
@@ -112,14 +109,14 @@ def main() -> None:
         "no tracked table": ("WITH x AS (SELECT 1 AS a) SELECT a FROM x", False),
     }
     estimated: dict[str, float] = {}
-    with Cache(settings.db_path) as cache:
+    with Catalog(settings, registry, source=source) as catalog:
         for label, (sql, refused) in queries.items():
             for _ in range(decisions_per_query):
                 spent_estimating = 0.0
                 started = time.perf_counter()
                 outcome = "allowed"
                 try:
-                    check_query(sql, env=env, settings=settings, registry=registry, cache=cache, source=source)
+                    catalog.guard(sql)
                 except QueryGuardError:
                     outcome = "refused"
                 decisions[label].append(time.perf_counter() - started - spent_estimating)

@@ -1,36 +1,25 @@
-"""``catalog refresh | list | show | status | guard``: the only place errors become exit codes.
+"""The command line, ``catalog refresh | list | show | status | guard``: a thin shell over ``catalog.Catalog``.
 
-Exit codes: 0 ok (or a query allowed), 1 a refresh finished with failed tables,
+Parses arguments, prints, and is the only place errors become exit codes:
+0 ok (or a query allowed), 1 a refresh finished with failed tables,
 2 bad configuration or usage, 3 the cost guard refused the query.
-Reads never call BigQuery.
+Reads never call BigQuery (nor import its client).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
-from catalog.cache import Cache, cache_key
 from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
-from catalog.models import CatalogRow, TrackedTable
-from catalog.registry import Registry, load_registry
-from catalog.settings import CatalogSettings, load_settings
-from catalog.views import find_tracked, status_json, table_json, tracked_tables
-from tickless.clock import iso, utc_now
+from catalog.library import Catalog
+from catalog.refresh.run import RefreshStatus
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
-
-
-def _load() -> tuple[CatalogSettings, Registry]:
-    settings = load_settings(os.environ)
-    return settings, load_registry(settings.config_path, os.environ)
 
 
 def _print_json(document: object, *, ascii_only: bool = True) -> None:
@@ -41,13 +30,11 @@ def _print_json(document: object, *, ascii_only: bool = True) -> None:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
-    settings, registry = _load()
-    from catalog.refresh import refresh  # imports google-cloud-bigquery: only the commands that call it pay
-
-    summary = refresh(args.table or None, env=os.environ, settings=settings, registry=registry)
+    with Catalog.from_env() as catalog:
+        summary = catalog.refresh(args.table or None)
     if args.json:
         _print_json(summary.to_json())
-    elif summary.status == "already_running":
+    elif summary.status is RefreshStatus.ALREADY_RUNNING:
         print(f"a refresh is already running (run_id {summary.run_id}, started {summary.started_at}); nothing done")
     else:
         print(
@@ -59,40 +46,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if summary.failed else EXIT_OK
 
 
-def _tables_and_rows(cache: Cache, registry: Registry) -> list[tuple[TrackedTable, CatalogRow | None]]:
-    """Every tracked table with its cache row, from one read of the cache (not one query per table)."""
-    cached = cache.rows()
-    by_key = {cache_key(row.id): row for row in cached}
-    return [(table, by_key.get(cache_key(table.id))) for table in tracked_tables(registry, cache, cached)]
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    # Building 10,000 rows allocates a few hundred thousand objects that all
-    # live until the command prints them; pausing the cyclic collector spares
-    # it repeated full scans of them (measured: about a third of list's time).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _rows(settings: CatalogSettings, registry: Registry) -> list[dict[str, Any]]:
-    now = utc_now()
-    with _collector_paused(), Cache(settings.db_path) as cache:
-        pairs = _tables_and_rows(cache, registry)
-        return [table_json(registry, table, row, now, settings.fresh_threshold_seconds) for table, row in pairs]
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    settings, registry = _load()
-    rows = _rows(settings, registry)
+    with Catalog.from_env() as catalog:
+        document = catalog.listing()
     if args.json:
-        _print_json({"server_time": iso(utc_now()), "tables": rows})
+        _print_json(document)
         return EXIT_OK
+    rows = document["tables"]
     width = max([len(row["id"]) for row in rows] + [2])
     print(f"{'id':<{width}}  {'entity_type':<17}  {'rows':>12}  {'size':<10}  freshness")
     for row in rows:
@@ -103,11 +63,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    settings, registry = _load()
-    now = utc_now()
-    with Cache(settings.db_path) as cache:
-        table = find_tracked(registry, cache, args.id)
-        row = table_json(registry, table, cache.get(table.id), now, settings.fresh_threshold_seconds)
+    with Catalog.from_env() as catalog:
+        row = catalog.row(args.id)
     if args.json:
         _print_json(row)
         return EXIT_OK
@@ -117,22 +74,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings, registry = _load()
-    now = utc_now()
-    with Cache(settings.db_path) as cache:
-        threshold = settings.fresh_threshold_seconds
-        tables = [status_json(table, row, now, threshold) for table, row in _tables_and_rows(cache, registry)]
-    document = {
-        "scheduler_interval_seconds": settings.refresh_interval_seconds,
-        "fresh_threshold_seconds": settings.fresh_threshold_seconds,
-        "server_time": iso(now),
-        "tables": tables,
-    }
+    with Catalog.from_env() as catalog:
+        document = catalog.status()
     if args.json:
         _print_json(document)
         return EXIT_OK
-    print(f"fresh = refreshed within {settings.fresh_threshold_seconds}s (2 x SCHEDULER_BQ_METADATA_REFRESH_INTERVAL)")
-    for table in tables:
+    print(f"fresh = refreshed within {document['fresh_threshold_seconds']}s (2 x SCHEDULER_BQ_METADATA_REFRESH_INTERVAL)")
+    for table in document["tables"]:
         age = "-" if table["age_seconds"] is None else f"{table['age_seconds']}s ago"
         error = f"  error at {table['error_at']}: {table['error_msg']}" if table["error_msg"] else ""
         print(f"{table['id']}: {table['metadata_freshness']} ({age}){error}")
@@ -145,9 +93,8 @@ def cmd_guard(args: argparse.Namespace) -> int:
         print("catalog guard: no SQL given (pass it as the argument, or '-' to read it from stdin)", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        from catalog.guard import check_query  # imports google-cloud-bigquery: only the commands that call it pay
-
-        result = check_query(sql)
+        with Catalog.from_env() as catalog:
+            result = catalog.guard(sql)
     except QueryGuardError as refused:
         if args.json:
             _print_json(refused.detail, ascii_only=False)  # the suggestion is prose for people too
@@ -200,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"catalog: {len(exc.problems)} configuration problem(s):", file=sys.stderr)
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(str(problem), file=sys.stderr)
         return EXIT_CONFIG
     except CatalogError as exc:
         print(f"catalog: {exc}", file=sys.stderr)

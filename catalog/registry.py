@@ -1,8 +1,9 @@
-"""catalog.yaml -> the tracked tables, every problem reported at once.
+"""The registry: catalog.yaml -> ``Registry`` (what to track, where_examples, the guard's cap).
 
-Validated like jobs.yaml: unknown keys, bad identifiers, unset variables and
-where_examples that are not one boolean expression are all collected and
-raised once as ``FILE:LINE: ...`` lines.
+Validated like jobs.yaml, with the shared toolkit (``tickless.config``):
+unknown keys, bad identifiers, unset variables and where_examples that are
+not one boolean expression are all collected as located ``Problem``s and
+raised once. Finding a tracked table by id is ``catalog.tracked``'s job.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog import identifiers
-from catalog.errors import ConfigError, UnknownTableError
+from catalog.errors import ConfigError
 from catalog.examples import Example, ExampleProblem, parse_example
 from catalog.models import TrackedTable
 from catalog.settings import MAX_SCAN_BYTES_RULE, parse_scan_bytes
 from tickless.config.interpolate import InterpolationError, expand
-from tickless.config.problems import Problems, closest
+from tickless.config.problems import Problems
 from tickless.config.yamlfile import LineList, LineMap, YamlProblem, load_yaml
 
 TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples", "max_scan_bytes")
@@ -30,6 +31,8 @@ _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")
 
 @dataclass(frozen=True)
 class Registry:
+    """catalog.yaml as read: the explicit tables, the datasets tracked whole, the examples and the cap."""
+
     path: Path
     project: str
     billing_project: str
@@ -39,18 +42,6 @@ class Registry:
     examples: tuple[Example, ...]  # global where_examples
     table_examples: Mapping[str, tuple[Example, ...]] = field(default_factory=dict)
     max_scan_bytes: int | None = None  # the cost guard's cap when CATALOG_MAX_SCAN_BYTES is unset
-
-    def find(self, table_id: str) -> TrackedTable | None:
-        """Explicit table by registry id, ignoring case."""
-        wanted = table_id.lower()
-        return next((table for table in self.tables if table.id.lower() == wanted), None)
-
-    def require(self, table_id: str, extra_ids: list[str] | None = None) -> TrackedTable:
-        table = self.find(table_id)
-        if table is not None:
-            return table
-        known = [table.id for table in self.tables] + (extra_ids or [])
-        raise UnknownTableError(table_id, known, closest(table_id, known))
 
     def examples_for(self, table: TrackedTable) -> tuple[Example, ...]:
         return self.examples + tuple(self.table_examples.get(table.id, ()))

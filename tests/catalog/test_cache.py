@@ -11,7 +11,7 @@ import pytest
 from catalog.cache import ERROR_MSG_LIMIT, SCHEMA_VERSION, Cache
 from catalog.errors import CacheError
 from catalog.models import EntityType, PartitionRange, TableMetadata, TrackedTable
-from catalog.views import freshness
+from catalog.rows import freshness
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ORDERS = TrackedTable("orders", "data-proj", "shop", "orders", "orders")

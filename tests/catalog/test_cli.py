@@ -14,7 +14,7 @@ import pytest
 from catalog.cache import Cache
 from catalog.cli import main
 from catalog.models import EntityType, TableMetadata, TrackedTable
-from catalog.views import rough_size_hint
+from catalog.rows import rough_size_hint
 from tests.catalog.support import Column, FakeBigQuery, FakeServer, Table, subprocess_env
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,3 +188,18 @@ def test_rough_size_hint_buckets() -> None:
     mib, gib = 1024 * 1024, 1024**3
     assert [rough_size_hint(value) for value in (None, 0, 100 * mib, 100 * mib + 1, gib, gib + 1, 10 * gib, 10 * gib + 1)] == [
         None, "small", "small", "medium", "medium", "large", "large", "very_large"]
+
+
+def test_reads_never_import_the_bigquery_client(env: dict[str, str]) -> None:
+    # The point of the lazy client: list/show/status start fast (bench/catalog_reads.py times `catalog list`).
+    script = (
+        "import sys\n"
+        "from catalog.cli import main\n"
+        "for args in (['list', '--json'], ['status', '--json'], ['show', 'events', '--json']):\n"
+        "    assert main(args) == 0, args\n"
+        "loaded = sorted(name for name in sys.modules if name.startswith('google.cloud.bigquery'))\n"
+        "print('LOADED', loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "LOADED []"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from catalog.examples import ExampleProblem, advertised, parse_example, partition_example
-from catalog.fetch import struct_paths
 from catalog.models import PartitionRange
+from catalog.refresh.fetch import struct_paths
 
 COUNTRY = parse_example("country_code = 'CZ' AND platform = 'web'")
 DATE = parse_example("event_date > DATE '2026-01-01'")

@@ -15,8 +15,9 @@ from catalog.errors import EstimateFailed, InvalidSql, PathNotRegistered, QueryG
 from catalog.guard import MIN_BILLED_PER_TABLE, GuardResult, check_query
 from catalog.models import EntityType, TableMetadata
 from catalog.registry import Registry, load_registry
+from catalog.rows import freshness
 from catalog.settings import CatalogSettings
-from catalog.views import freshness
+from catalog.tracked import TrackedTables
 from tests.catalog.support import Column, FakeBigQuery, Table, write_registry
 
 GIB = 1024**3
@@ -61,7 +62,8 @@ def cache(settings: CatalogSettings) -> Iterator[Cache]:
 def warm(cache: Cache, registry: Registry) -> None:
     """The cache as a refresh leaves it: types, partitioning, clustering, columns."""
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    economics, orders = registry.require("unit_economics"), registry.require("orders")
+    tracked = TrackedTables(registry)
+    economics, orders = tracked.require("unit_economics"), tracked.require("orders")
     cache.record_success(economics, TableMetadata(EntityType.BASE_TABLE, 10, 10 * GIB, "event_date", "DATE", None, ["country_code"],
                                                   ["event_date", "country_code", "margin_eur"]), at)
     cache.record_success(orders, TableMetadata(EntityType.VIEW, None, None, None, None, None, [], ["order_date", "status"]), at)

@@ -12,9 +12,9 @@ from catalog.bigquery import BigQuerySource
 from catalog.cache import Cache
 from catalog.errors import InvalidSql, PathNotRegistered
 from catalog.guard import check_query
+from catalog.guard.targets import parse
 from catalog.registry import Registry, load_registry
 from catalog.settings import CatalogSettings
-from catalog.targets import parse
 from tests.catalog.support import FakeBigQuery, write_registry
 
 REGISTRY = """

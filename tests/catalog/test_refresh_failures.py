@@ -14,7 +14,7 @@ from catalog.cache import Cache
 from catalog.errors import RefreshFailed
 from catalog.refresh import refresh, refresh_all
 from catalog.settings import CatalogSettings
-from catalog.views import find_tracked, tracked_tables
+from catalog.tracked import TrackedTables
 from tests.catalog.conftest import FAST
 from tests.catalog.support import BILLING, ENDPOINT, Column, FakeBigQuery, Seen, Table
 from tests.catalog.test_refresh_bigquery import cached, registry_for, run
@@ -150,9 +150,10 @@ def test_discovered_tables_whose_names_differ_only_in_case_are_two_rows(
     one = refresh(["analytics.Events"], settings=settings, registry=registry, source=source, env={})
     assert one.total == 1 and fake.seen[-1].params == {"tables": ["Events"]}
     with Cache(settings.db_path) as cache:
-        assert [table.id for table in tracked_tables(registry, cache)] == ["analytics.Events", "analytics.events"]
-        assert find_tracked(registry, cache, "analytics.events").table == "events"
-        assert find_tracked(registry, cache, "analytics.Events").table == "Events"
+        tracked = TrackedTables(registry, cache)
+        assert [table.id for table in tracked.all()] == ["analytics.Events", "analytics.events"]
+        assert tracked.find("analytics.events").table == "events"
+        assert tracked.find("analytics.Events").table == "Events"
 
 
 def test_a_typo_of_a_table_in_a_dataset_tracked_whole_leaves_no_phantom_row(
@@ -170,7 +171,7 @@ def test_a_typo_of_a_table_in_a_dataset_tracked_whole_leaves_no_phantom_row(
     full = refresh(None, settings=settings, registry=registry, source=source, env={})
     assert (full.total, full.succeeded, full.no_data) == (1, 1, 0)
     with Cache(settings.db_path) as cache:
-        assert [table.id for table in tracked_tables(registry, cache)] == ["wh.events"]
+        assert [table.id for table in TrackedTables(registry, cache).all()] == ["wh.events"]
 
     # A table that was cached and then disappeared keeps its row, reported as no_data.
     fake.drop("wh", "events")

@@ -9,6 +9,7 @@ import pytest
 from catalog.errors import ConfigError, UnknownTableError
 from catalog.registry import load_registry
 from catalog.settings import load_settings
+from catalog.tracked import TrackedTables
 from tests.catalog.support import write_registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,9 +35,10 @@ def test_a_valid_registry(tmp_path: Path) -> None:
     registry = load_registry(path, {"BIGQUERY_PROJECT": "data-proj"})
 
     assert (registry.project, registry.billing_project, registry.location) == ("data-proj", "data-proj", "EU")
-    economics = registry.find("UNIT_ECONOMICS")
+    tracked = TrackedTables(registry)
+    economics = tracked.explicit("UNIT_ECONOMICS")
     assert economics is not None and economics.description == "Margins" and economics.project == "data-proj"
-    orders = registry.require("orders_v")
+    orders = tracked.require("orders_v")
     assert (orders.project, orders.table) == ("other-project", "orders v2-final")
     assert registry.datasets == (("data-proj", "analytics"),)
     assert [example.text for example in registry.examples_for(orders)] == ["event_date > DATE '2026-01-01'", "status = 'paid'"]
@@ -105,7 +107,7 @@ def test_unknown_ids_suggest_the_closest(tmp_path: Path) -> None:
     """)
     registry = load_registry(path, {})
     with pytest.raises(UnknownTableError, match="did you mean 'unit_economics'"):
-        registry.require("unit_economic")
+        TrackedTables(registry).require("unit_economic")
 
 
 def test_the_shipped_catalog_yaml_is_valid(tmp_path: Path) -> None:
@@ -157,3 +159,16 @@ def test_an_emulator_host_with_credentials_is_refused_without_showing_them(value
         "BIGQUERY_EMULATOR_HOST must be host:port without user:password@ (the local endpoint takes no credentials; "
         "the value is not shown because it holds one)"]
     assert "s3cret" not in str(caught.value)
+
+
+def test_problems_keep_where_and_what_apart(tmp_path: Path) -> None:
+    path = write_registry(tmp_path, """
+        bigquery: {project: data-proj}
+        tables:
+          orders: {dataset: "fin-ance", table: ok}
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_registry(path, {})
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.subject, problem.field) == (str(path), 3, "table 'orders'", "dataset")
+    assert str(caught.value) == str(problem) == f"{path}:3: table 'orders': dataset: {problem.message}"

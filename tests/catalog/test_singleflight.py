@@ -16,7 +16,7 @@ from catalog.errors import CacheError
 from catalog.refresh import RefreshSummary, refresh, refresh_all
 from catalog.registry import load_registry
 from catalog.settings import CatalogSettings
-from scheduler.config.catalogue import load_catalogue
+from scheduler.config.jobs_file import load_jobs
 from tests.catalog.support import FakeBigQuery, Seen, Table, write_registry
 from tickless.clock import utc_now
 
@@ -67,7 +67,7 @@ def test_a_refresh_running_in_another_process_is_seen(
     registry = _registry(tmp_path, ["shop"])
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys; from pathlib import Path; from catalog.singleflight import RefreshLock\n"
+         "import sys; from pathlib import Path; from catalog.refresh.lock import RefreshLock\n"
          f"with RefreshLock(Path({str(settings.db_path)!r}), 'other-process-run', '2026-01-01T00:00:00.000Z'):\n"
          "    print('locked', flush=True); sys.stdin.readline()\n"],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -116,7 +116,7 @@ def test_refresh_all_is_a_valid_scheduler_call_job(tmp_path: Path) -> None:
         "    call: catalog.refresh:refresh_all\n"
         "    timeout: 1800s\n"
     )
-    [spec] = load_catalogue(jobs, {}, "http://localhost:8000", now=utc_now())
+    [spec] = load_jobs(jobs, {}, "http://localhost:8000", now=utc_now())
     assert spec.target.function is refresh_all  # type: ignore[union-attr]
 
 

@@ -1,4 +1,4 @@
-"""One refresh at a time per cache file, across threads and processes.
+"""The refresh's single-flight lock: one refresh at a time per cache file, across threads and processes.
 
 An exclusive, non-blocking ``flock`` on ``<CATALOG_DB>.refresh.lock``. Each
 attempt opens the file anew, so two threads of one process exclude each other
@@ -27,7 +27,7 @@ class Holder:
     pid: int | None
 
 
-class AlreadyRunning(Exception):  # control flow inside the package; never escapes refresh.py
+class AlreadyRunning(Exception):  # control flow inside the package; never escapes Catalog.refresh
     def __init__(self, holder: Holder) -> None:
         self.holder = holder
         super().__init__(f"a catalog refresh is already running (run_id {holder.run_id})")

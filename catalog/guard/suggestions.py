@@ -1,4 +1,4 @@
-"""What a refused query should do instead: the text of the guard's ``suggestion``.
+"""The guard's suggestions: what a refused query should do instead (the text of its ``suggestion``).
 
 Specific to the query's targets: their partitioning and clustering columns
 when the cache knows them, and views named as views, because BigQuery does

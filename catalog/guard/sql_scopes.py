@@ -1,6 +1,7 @@
-"""Which Table nodes of a parsed statement are not tables: CTE references (by scope) and array paths.
+"""SQL scopes for the guard: which Table nodes of a parsed statement are not tables (CTE references, array paths).
 
-Split from catalog.targets: ``FROM t AS u, u.items`` reads ``u``'s array
+Named for SQL's scopes, not OAuth's (those are ``catalog.bigquery.SCOPES``).
+Split from catalog.guard.targets: ``FROM t AS u, u.items`` reads ``u``'s array
 column, not a table ``u.items``; a CTE name is a table only outside the scope
 where the CTE is visible.
 """

@@ -1,6 +1,6 @@
-"""The query cost guard: ask before running SQL against tracked BigQuery tables.
+"""The guard's decision: allow a query (``GuardResult``) or refuse it, from one dry run against the cap.
 
-``check_query(sql)`` finds the tables the query reads (catalog.targets), makes
+``guard_query(sql, context)`` finds the tables the query reads (catalog.guard.targets), makes
 one dry run of the whole query with every registry id replaced by its full
 path, and refuses it (QueryGuardError, with a ``detail`` dict) when the
 estimate is over the cap. A refusal for size names the targets that are views,
@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from catalog.bigquery import BigQuerySource, QueryJobConfig, RetryPolicy, ScanEstimate, capped_job_config, connect
 from catalog.cache import Cache
 from catalog.errors import BigQueryError, EstimateFailed, PathNotRegistered, ScanTooLarge
+from catalog.guard.suggestions import VIEW_TYPES, TargetFacts, example_for, scan_suggestion, unregistered_suggestion
+from catalog.guard.targets import Targets, find_targets
 from catalog.models import TrackedTable, parse_entity_type
-from catalog.registry import Registry, load_registry
-from catalog.settings import DEFAULT_MAX_SCAN_BYTES, CatalogSettings, load_settings
-from catalog.suggestions import VIEW_TYPES, TargetFacts, example_for, scan_suggestion, unregistered_suggestion
-from catalog.targets import Targets, find_targets
-from catalog.views import where_examples
+from catalog.registry import Registry
+from catalog.rows import where_examples
+from catalog.settings import DEFAULT_MAX_SCAN_BYTES, CatalogSettings
+from catalog.tracked import TrackedTables
+
+if TYPE_CHECKING:  # the client module imports google-cloud-bigquery: only Catalog.client loads it, when first needed
+    from catalog.bigquery import BigQuerySource, QueryJobConfig, ScanEstimate
 
 logger = logging.getLogger("catalog.guard")
 
@@ -70,6 +72,8 @@ class GuardResult:
         Pass it with ``sql`` to ``client.query``: BigQuery then fails the job
         instead of billing more than the guard agreed to.
         """
+        from catalog.bigquery import capped_job_config  # the caller is about to run the job: the client is loaded anyway
+
         cap = self.maximum_bytes_billed(headroom)
         if cap is None:
             raise ValueError("the cost guard is off (max_scan_bytes 0) and made no estimate: there is nothing to cap the job with")
@@ -94,59 +98,50 @@ def max_scan_bytes(settings: CatalogSettings, registry: Registry) -> int:
     return DEFAULT_MAX_SCAN_BYTES
 
 
-def check_query(
-    sql: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    settings: CatalogSettings | None = None,
-    registry: Registry | None = None,
-    cache: Cache | None = None,
-    source: BigQuerySource | None = None,
-    policy: RetryPolicy | None = None,
-    parameters: Sequence[Any] = (),
-) -> GuardResult:
+class GuardContext(Protocol):
+    """What the guard needs from its caller (``catalog.Catalog`` is one): opened or connected only when first read."""
+
+    @property
+    def registry(self) -> Registry: ...
+    @property
+    def max_scan_bytes(self) -> int: ...
+    @property
+    def cache(self) -> Cache: ...
+    @property
+    def client(self) -> BigQuerySource: ...
+
+
+def guard_query(sql: str, context: GuardContext, parameters: Sequence[Any] = ()) -> GuardResult:
     """Allow ``sql`` (a GuardResult) or raise QueryGuardError saying why not and what to do.
 
     ``parameters`` are the query's ``@name`` parameters as the caller will run
     it (google-cloud-bigquery ``ScalarQueryParameter``/``ArrayQueryParameter``
     objects): the dry run needs them declared, or BigQuery rejects the query.
+    BigQuery is asked only when a tracked table is read and the guard is on;
+    the cache is read only to explain a refusal.
 
     Raises InvalidSql, PathNotRegistered, EstimateFailed or ScanTooLarge (all
-    QueryGuardError); ConfigError or CredentialsError when the guard itself
-    cannot work.
+    QueryGuardError); CredentialsError when the guard itself cannot work.
     """
-    env = os.environ if env is None else env
-    settings = settings or load_settings(env)
-    registry = registry or load_registry(settings.config_path, env)
-    cap = max_scan_bytes(settings, registry)
-    targets = find_targets(sql, registry)
+    tracked = TrackedTables(context.registry)  # a query names tables by registry id or path: no cache needed
+    cap = context.max_scan_bytes
+    targets = find_targets(sql, tracked)
     if cap == 0:
         logger.debug("cost guard off (max_scan_bytes 0): allowing without a dry run")
         return GuardResult(None, 0, targets.tables, targets.rewritten,
                            untracked_tables=targets.unregistered + targets.foreign + targets.metadata)
     if targets.unregistered:
-        raise PathNotRegistered(targets.unregistered, targets.tables, unregistered_suggestion(targets.unregistered, registry))
+        raise PathNotRegistered(targets.unregistered, targets.tables, unregistered_suggestion(targets.unregistered, tracked.registry))
     if not targets.tracked and not targets.metadata:  # INFORMATION_SCHEMA views are billed: estimate them
         return GuardResult(None, cap, [], sql, untracked_tables=targets.foreign)
 
-    own_source = source is None
-    source = source or connect(registry.billing_project, registry.location, emulator_endpoint=settings.emulator_endpoint, policy=policy)
-    try:
-        estimate, estimated_sql = _estimate(source, targets, parameters)
-        if estimate.scan_bytes <= cap:
-            logger.debug("query allowed: %d bytes of %d (%s)", estimate.scan_bytes, cap, ", ".join(targets.tables))
-            return GuardResult(estimate.scan_bytes, cap, targets.tables, estimated_sql, estimate.accuracy,
-                               untracked_tables=targets.foreign + targets.metadata)
-        own_cache = cache is None
-        cache = cache or Cache(settings.db_path)
-        try:
-            facts = [_facts(registry, cache, source, table) for table in targets.tracked]
-        finally:
-            if own_cache:
-                cache.close()
-    finally:
-        if own_source:
-            source.close()
+    source = context.client
+    estimate, estimated_sql = _estimate(source, targets, parameters)
+    if estimate.scan_bytes <= cap:
+        logger.debug("query allowed: %d bytes of %d (%s)", estimate.scan_bytes, cap, ", ".join(targets.tables))
+        return GuardResult(estimate.scan_bytes, cap, targets.tables, estimated_sql, estimate.accuracy,
+                           untracked_tables=targets.foreign + targets.metadata)
+    facts = [_facts(tracked.registry, context.cache, source, table) for table in targets.tracked]
     views = [fact.table.id for fact in facts if fact.is_view]
     logger.info("query refused: %d bytes over the %d cap (%s; views: %s)", estimate.scan_bytes, cap,
                 ", ".join(targets.tables), ", ".join(views) or "none")

@@ -1,40 +1,60 @@
-"""BigQuery -> cache: ``refresh_all()`` and ``refresh_one(table_id)``.
+"""One refresh run: plan the work per dataset, fetch concurrently, record each table's outcome in the cache.
 
-Callable in-process (a jobs.yaml ``call: catalog.refresh:refresh_all`` job)
-and from ``catalog refresh``. Work is batched per dataset, datasets run
-concurrently (``CATALOG_REFRESH_CONCURRENCY``), and only one refresh runs at
-a time per cache file. Errors are per table and never abort the run.
+Work is batched per dataset (``catalog.refresh.fetch``), datasets run
+concurrently (``CATALOG_REFRESH_CONCURRENCY``), and errors are per table:
+they never abort the run. The run's counts are a ``RefreshSummary``; each
+table ends as one ``RefreshOutcome``. ``Catalog.refresh`` runs a
+``Refresher`` under the single-flight lock (``catalog.refresh.lock``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-import uuid
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from catalog.bigquery import BigQuerySource, RetryPolicy, connect
 from catalog.cache import ERROR_MSG_LIMIT, Cache
-from catalog.errors import BigQueryError, RefreshFailed
-from catalog.fetch import DatasetResult, Sizes, fetch_dataset, fetch_region_storage
+from catalog.errors import BigQueryError
 from catalog.models import TrackedTable, discovered_table
-from catalog.registry import Registry, load_registry
-from catalog.resolve import dedupe, resolve
-from catalog.settings import CatalogSettings, load_settings
-from catalog.singleflight import AlreadyRunning, RefreshLock
-from tickless.clock import Clock, iso, utc_now
+from catalog.refresh.fetch import DatasetResult, Sizes, fetch_dataset, fetch_region_storage
+from catalog.registry import Registry
+from catalog.tracked import TrackedTables
+from tickless.clock import Clock, utc_now
+
+if TYPE_CHECKING:  # the client module imports google-cloud-bigquery; a run is handed a client, never makes one
+    from catalog.bigquery import BigQuerySource
 
 logger = logging.getLogger("catalog.refresh")
 
+class RefreshStatus(StrEnum):
+    """How a refresh call ended: it ran, or another refresh of the same cache file was running."""
+
+    COMPLETED = "completed"
+    ALREADY_RUNNING = "already_running"
+
+
+class RefreshOutcome(StrEnum):
+    """How one table ended in a run; each is counted under its own name in the summary."""
+
+    SUCCEEDED = "succeeded"
+    NO_DATA = "no_data"  # BigQuery does not list it (deleted, renamed, or not visible)
+    FAILED = "failed"
+
+
+# Per table: (table id, outcome, message; "" when it succeeded).
+Outcome = tuple[str, RefreshOutcome, str]
+
+
 @dataclass
 class RefreshSummary:
+    """What ``catalog refresh --json`` prints (``failures`` stays out of it: the text form lists them)."""
+
     run_id: str
     started_at: str
-    status: str = "completed"  # or "already_running"
+    status: RefreshStatus = RefreshStatus.COMPLETED
     total: int = 0
     succeeded: int = 0
     no_data: int = 0
@@ -63,9 +83,12 @@ class _Unit:
 
 
 class Refresher:
+    """One run over the tracked tables (or ``only`` some), filling ``summary``."""
+
     def __init__(self, registry: Registry, cache: Cache, source: BigQuerySource, concurrency: int, clock: Clock = utc_now) -> None:
         self.registry = registry
         self.cache = cache
+        self.tracked = TrackedTables(registry, cache)
         self.source = source
         self.concurrency = concurrency
         self.clock = clock
@@ -86,9 +109,9 @@ class Refresher:
                     outcomes = self._fail_unit(unit, f"unexpected error: {type(exc).__name__}: {exc}")
                 for table_id, outcome, message in outcomes:
                     summary.total += 1
-                    if outcome == "succeeded":
+                    if outcome is RefreshOutcome.SUCCEEDED:
                         summary.succeeded += 1
-                    elif outcome == "no_data":
+                    elif outcome is RefreshOutcome.NO_DATA:
                         summary.no_data += 1
                     else:
                         summary.failed += 1
@@ -121,7 +144,7 @@ class Refresher:
                 logger.warning("project %s: region-%s TABLE_STORAGE unavailable (%s); using __TABLES__ per dataset", project, location, exc)
         return found
 
-    def _refresh_unit(self, unit: _Unit, storage: dict[str, Sizes] | None) -> list[tuple[str, str, str]]:
+    def _refresh_unit(self, unit: _Unit, storage: dict[str, Sizes] | None) -> list[Outcome]:
         names = None if unit.whole else sorted(unit.tables)
         try:
             sizes = None if storage is None else storage.get(unit.dataset, {})
@@ -131,33 +154,32 @@ class Refresher:
             return self._fail_unit(unit, exc.summary)
         return self._record(unit, result)
 
-    def _fail_unit(self, unit: _Unit, message: str) -> list[tuple[str, str, str]]:
+    def _fail_unit(self, unit: _Unit, message: str) -> list[Outcome]:
         known = self._known_tables(unit)
         outcomes = [self._fail(table, message) for tables in known.values() for table in tables]
         if unit.whole and not any(table.discovered for tables in known.values() for table in tables):
             # Tracked whole, and none of its tables is known yet: no row would carry the failure.
             key = f"dataset:{unit.project}.{unit.dataset}"
             logger.warning("%s failed before any of its tables was known: %s", key, message)
-            outcomes.append((key, "failed", message[:ERROR_MSG_LIMIT]))
+            outcomes.append((key, RefreshOutcome.FAILED, message[:ERROR_MSG_LIMIT]))
         return outcomes
 
     def _known_tables(self, unit: _Unit) -> dict[str, list[TrackedTable]]:
         """BigQuery name -> the tracked tables (registry ids, or the discovered one) it stands for."""
         tables = {name: list(tracked) for name, tracked in unit.tables.items()}
         if unit.whole:
-            for row in self.cache.rows():
-                if (row.project, row.dataset) == (unit.project, unit.dataset) and row.id == f"{row.dataset}.{row.table}":
-                    tables.setdefault(row.table, [discovered_table(unit.project, unit.dataset, row.table)])
+            for table in self.tracked.discovered(project=unit.project, dataset=unit.dataset):
+                tables.setdefault(table.table, [table])
         return tables
 
-    def _record(self, unit: _Unit, result: DatasetResult) -> list[tuple[str, str, str]]:
+    def _record(self, unit: _Unit, result: DatasetResult) -> list[Outcome]:
         now = self.clock()
-        outcomes: list[tuple[str, str, str]] = []
+        outcomes: list[Outcome] = []
         tables = self._known_tables(unit)
         for name, meta in result.tables.items():
             for table in tables.pop(name, None) or [discovered_table(unit.project, unit.dataset, name)]:
                 self.cache.record_success(table, meta, now)
-                outcomes.append((table.id, "succeeded", ""))
+                outcomes.append((table.id, RefreshOutcome.SUCCEEDED, ""))
         for name, error in result.errors.items():
             for failed in tables.pop(name, None) or [discovered_table(unit.project, unit.dataset, name)]:
                 outcomes.append(self._fail(failed, error.summary, listed=True))
@@ -168,7 +190,7 @@ class Refresher:
                 message = (f"unknown table: {unit.dataset}.{table.table} is not in "
                            f"{unit.project}.{unit.dataset}.INFORMATION_SCHEMA.TABLES and has never been cached")
                 logger.warning("table %s: %s", table.id, message)
-                outcomes.append((table.id, "failed", message))
+                outcomes.append((table.id, RefreshOutcome.FAILED, message))
                 continue
             # Not in INFORMATION_SCHEMA.TABLES: BigQuery had nothing to say about it.
             message = (
@@ -177,14 +199,14 @@ class Refresher:
             )
             self.cache.record_error(table, message, now)
             logger.warning("table %s: %s", table.id, message)
-            outcomes.append((table.id, "no_data", message))
+            outcomes.append((table.id, RefreshOutcome.NO_DATA, message))
         return outcomes
 
     def _unknown(self, table: TrackedTable) -> bool:
         """A discovered table with no cache row: nothing says it exists."""
         return table.discovered and self.cache.get(table.id) is None
 
-    def _fail(self, table: TrackedTable, message: str, *, listed: bool = False) -> tuple[str, str, str]:
+    def _fail(self, table: TrackedTable, message: str, *, listed: bool = False) -> Outcome:
         """The stable text (no request URL or job id: the same failure always reads the same), at most 512 characters.
 
         ``listed``: BigQuery named the table. A discovered table it did not name gets no row until it does.
@@ -193,88 +215,4 @@ class Refresher:
         if listed or not self._unknown(table):
             self.cache.record_error(table, message, self.clock())
         logger.warning("table %s failed: %s", table.id, message)
-        return (table.id, "failed", message)
-
-
-def refresh(
-    table_ids: list[str] | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    settings: CatalogSettings | None = None,
-    registry: Registry | None = None,
-    source: BigQuerySource | None = None,
-    policy: RetryPolicy | None = None,
-    clock: Clock = utc_now,
-    raise_on_failure: bool = False,
-) -> RefreshSummary:
-    """Refresh ``table_ids`` (every tracked table when None); the summary of the run.
-
-    Returns status ``already_running`` at once when another refresh of the
-    same cache file is in progress, in this process or another.
-    """
-    env = os.environ if env is None else env
-    settings = settings or load_settings(env)
-    registry = registry or load_registry(settings.config_path, env)
-    only = None
-    if table_ids is not None:
-        with Cache(settings.db_path) as cache:
-            only = dedupe([resolve(registry, table_id, cache) for table_id in table_ids])
-    started_at = clock()
-    summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=iso(started_at))
-    try:
-        with RefreshLock(Path(settings.db_path), summary.run_id, summary.started_at):
-            with Cache(settings.db_path) as cache:
-                own = source is None
-                source = source or connect(registry.billing_project, registry.location,
-                                           emulator_endpoint=settings.emulator_endpoint, policy=policy)
-                try:
-                    Refresher(registry, cache, source, settings.concurrency, clock).run(summary, only)
-                finally:
-                    if own:
-                        source.close()
-    except AlreadyRunning as running:
-        logger.info("catalog refresh skipped: run %s (started %s) is still running", running.holder.run_id, running.holder.started_at)
-        return RefreshSummary(run_id=running.holder.run_id or "", started_at=running.holder.started_at or "", status="already_running")
-    logger.info(
-        "catalog refresh %s: %d tables, %d succeeded, %d no data, %d failed, %d BigQuery calls, %d ms",
-        summary.run_id, summary.total, summary.succeeded, summary.no_data, summary.failed, summary.bigquery_calls, summary.duration_ms,
-    )
-    if raise_on_failure and summary.failed:
-        raise RefreshFailed(summary, summary.failed, summary.total)
-    return summary
-
-
-def refresh_all(
-    *,
-    env: Mapping[str, str] | None = None,
-    settings: CatalogSettings | None = None,
-    registry: Registry | None = None,
-    source: BigQuerySource | None = None,
-    policy: RetryPolicy | None = None,
-    clock: Clock = utc_now,
-    raise_on_failure: bool = True,
-) -> RefreshSummary:
-    """Every tracked table.
-
-    Raises RefreshFailed (after recording everything) when a table failed, so
-    a scheduled ``call`` job is reported as failed; ``raise_on_failure=False``
-    only returns the summary.
-    """
-    return refresh(None, env=env, settings=settings, registry=registry, source=source, policy=policy,
-                   clock=clock, raise_on_failure=raise_on_failure)
-
-
-def refresh_one(
-    table_id: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    settings: CatalogSettings | None = None,
-    registry: Registry | None = None,
-    source: BigQuerySource | None = None,
-    policy: RetryPolicy | None = None,
-    clock: Clock = utc_now,
-    raise_on_failure: bool = True,
-) -> RefreshSummary:
-    """One table by registry id (case-insensitive) or ``dataset.table``; same contract as refresh_all."""
-    return refresh([table_id], env=env, settings=settings, registry=registry, source=source, policy=policy,
-                   clock=clock, raise_on_failure=raise_on_failure)
+        return (table.id, RefreshOutcome.FAILED, message)

@@ -1,4 +1,4 @@
-"""BigQuery metadata for one dataset in a fixed number of calls, whatever its table count.
+"""Fetching for a refresh: BigQuery metadata for one dataset in a fixed number of calls, whatever its table count.
 
 Per dataset: one INFORMATION_SCHEMA.TABLES query (table_type) and one
 INFORMATION_SCHEMA.COLUMNS query (columns in ordinal order, partitioning,
@@ -14,14 +14,17 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from catalog.bigquery import BigQuerySource
 from catalog.errors import BigQueryError
 from catalog.identifiers import quote_path, quote_region
 from catalog.models import EntityType, PartitionRange, TableMetadata, parse_entity_type
+
+if TYPE_CHECKING:  # the client module imports google-cloud-bigquery; fetching is handed a client, never makes one
+    from catalog.bigquery import BigQuerySource
 
 logger = logging.getLogger("catalog.fetch")
 

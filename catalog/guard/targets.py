@@ -1,4 +1,4 @@
-"""SQL text -> the tables it reads, matched to the registry, and the rewrite a dry run needs.
+"""The guard's targets: SQL text -> the tables it reads, matched to the tracked tables, and the rewrite a dry run needs.
 
 Parsed with sqlglot's BigQuery dialect. A table is a registry id written as a
 bare name (ids ignore case), ``dataset.table`` or ``project.dataset.table``
@@ -25,10 +25,10 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from catalog.errors import InvalidSql
-from catalog.identifiers import full_path, table_problem
-from catalog.models import TrackedTable, discovered_table
-from catalog.registry import Registry
-from catalog.scopes import not_tables, outside_scopes
+from catalog.guard.sql_scopes import not_tables, outside_scopes
+from catalog.identifiers import full_path
+from catalog.models import TrackedTable
+from catalog.tracked import TrackedTables
 
 DIALECT = "bigquery"
 _POSITION = re.compile(r"(\d+):(\d+)")
@@ -79,25 +79,6 @@ def parse(sql: str) -> list[exp.Expr]:
     return statements
 
 
-class _Resolver:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-        self.data_projects = {registry.project} | {table.project for table in registry.tables} | {
-            project for project, _ in registry.datasets}
-
-    def path(self, project: str | None, dataset: str, name: str) -> TrackedTable | None:
-        """An exact BigQuery path; ``project`` None for ``dataset.table``."""
-        if table_problem(name):  # e.g. a wildcard table: not a table the registry can track
-            return None
-        for table in self.registry.tables:
-            if (table.dataset, table.table) == (dataset, name) and project in (None, table.project):
-                return table
-        for owner, tracked in self.registry.datasets:
-            if tracked == dataset and project in (None, owner):
-                return discovered_table(owner, tracked, name)
-        return None
-
-
 def _span(table: exp.Table) -> tuple[int, int] | None:
     """Offsets (inclusive) of the table reference in the caller's text, backticks included."""
     starts = [part.meta.get("start") for part in table.parts]
@@ -108,10 +89,10 @@ def _span(table: exp.Table) -> tuple[int, int] | None:
     return min(offsets[:len(starts)]), max(offsets[len(starts):])
 
 
-def find_targets(sql: str, registry: Registry) -> Targets:
-    """Every table ``sql`` reads, matched to the registry, and the rewritten text."""
+def find_targets(sql: str, tracked: TrackedTables) -> Targets:
+    """Every table ``sql`` reads, matched to the tracked tables, and the rewritten text."""
     statements = parse(sql)
-    resolver = _Resolver(registry)
+    data_projects = tracked.data_projects
     found = Targets(sql=sql, rewritten=sql)
     edits: list[tuple[int, int, str]] = []
     temps: set[str] = set()  # temp tables created earlier in the script
@@ -137,7 +118,7 @@ def find_targets(sql: str, registry: Registry) -> Targets:
                 continue  # a temp table the script created earlier
             if table is destination and (_is_routine(statement) or _is_temp(statement)):
                 continue  # the name of a function, procedure or temp table being created
-            edit = _classify(table, parts, sql, resolver, found, written=table is destination)
+            edit = _classify(table, parts, sql, tracked, data_projects, found, written=table is destination)
             if edit is not None:
                 edits.append(edit)
         if destination is not None and _is_temp(statement):
@@ -194,7 +175,8 @@ def _path_parts(table: exp.Table, sql: str) -> list[str] | None:
 
 
 def _classify(
-    table: exp.Table, parts: list[str], sql: str, resolver: _Resolver, found: Targets, *, written: bool = False,
+    table: exp.Table, parts: list[str], sql: str, tables: TrackedTables, data_projects: set[str], found: Targets, *,
+    written: bool = False,
 ) -> tuple[int, int, str] | None:
     """Record ``table`` (whose path is ``parts``) in ``found``; the in-place edit that fully qualifies it, if it needs one.
 
@@ -208,16 +190,16 @@ def _classify(
         return None
     tracked: TrackedTable | None = None
     if len(parts) == 1:
-        tracked = resolver.registry.find(parts[0])
+        tracked = tables.explicit(parts[0])
         if tracked is None:
             if not written:
                 found.unregistered.append(text)
             return None
     elif len(parts) == 2:
-        tracked = resolver.path(None, parts[0], parts[1])
+        tracked = tables.at_path(None, parts[0], parts[1])
     elif len(parts) == 3:
-        tracked = resolver.path(parts[0], parts[1], parts[2])
-        if tracked is None and parts[0] not in resolver.data_projects:
+        tracked = tables.at_path(parts[0], parts[1], parts[2])
+        if tracked is None and parts[0] not in data_projects:
             if not written:
                 found.foreign.append(text)
             return None

@@ -1,17 +1,18 @@
-"""Cache rows -> the JSON rows of ``catalog list|show|status``. Never calls BigQuery."""
+"""Presenting tracked tables: a table and its cache row -> the JSON row of ``catalog list|show|status``.
+
+Freshness, the rough size hint and the advertised where_examples are worked
+out here, from the cache alone: nothing here calls BigQuery.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from catalog.cache import Cache
-from catalog.errors import UnknownTableError
 from catalog.examples import ExampleProblem, advertised, parse_example, partition_example
-from catalog.models import CatalogRow, TrackedTable, discovered_table
+from catalog.models import CatalogRow, TrackedTable
 from catalog.registry import Registry
 from tickless.clock import iso
-from tickless.config.problems import closest
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -33,36 +34,6 @@ def freshness(row: CatalogRow | None, now: datetime, threshold_seconds: int) -> 
     if row.refreshed_at is None:
         return "error"
     return "fresh" if (now - row.refreshed_at).total_seconds() <= threshold_seconds else "stale"
-
-
-def tracked_tables(registry: Registry, cache: Cache, cached: list[CatalogRow] | None = None) -> list[TrackedTable]:
-    """Explicit tables in registry order, then tables found in tracked datasets, by id.
-
-    ``cached`` is ``cache.rows()`` when the caller has already read them.
-    """
-    explicit = {(table.project, table.dataset, table.table) for table in registry.tables}
-    whole = set(registry.datasets)
-    found = [
-        discovered_table(row.project, row.dataset, row.table)
-        for row in (cache.rows() if cached is None else cached)
-        if (row.project, row.dataset) in whole and row.id == f"{row.dataset}.{row.table}"
-        and (row.project, row.dataset, row.table) not in explicit
-    ]
-    return list(registry.tables) + found
-
-
-def find_tracked(registry: Registry, cache: Cache, table_id: str) -> TrackedTable:
-    """A tracked table by id: exactly as written, else ignoring case; UnknownTableError (with a did-you-mean) otherwise.
-
-    Exact first: ``analytics.Events`` and ``analytics.events`` can both be tracked (BigQuery names keep case).
-    """
-    tables = tracked_tables(registry, cache)
-    wanted = table_id.lower()
-    for table in sorted(tables, key=lambda table: table.id != table_id):
-        if table.id.lower() == wanted:
-            return table
-    known = [table.id for table in tables]
-    raise UnknownTableError(table_id, known, closest(table_id, known))
 
 
 def where_examples(registry: Registry, table: TrackedTable, row: CatalogRow | None) -> list[str]:

@@ -1,0 +1,222 @@
+"""The catalog as a library object: ``Catalog`` holds settings, registry, cache and BigQuery client.
+
+Everything the catalog does starts here: reading the cache (``rows``,
+``row``, ``status``), refreshing it (``refresh``) and guarding a query
+(``guard``). The CLI is a thin shell over it, and the function entry points
+(``catalog.refresh.refresh_all``, ``catalog.guard.check_query``) build one.
+
+The cache is opened and the BigQuery client connected only when first
+needed, so reads never import google-cloud-bigquery and a guard decision
+that needs no dry run never opens a connection. Dependencies given to the
+constructor (a test's cache or client) are used as they are and left open;
+what the catalog opened itself, ``close()`` closes.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from catalog.cache import Cache, cache_key
+from catalog.errors import RefreshFailed
+from catalog.guard.check import GuardResult, guard_query, max_scan_bytes
+from catalog.models import CatalogRow, TrackedTable
+from catalog.refresh.lock import AlreadyRunning, RefreshLock
+from catalog.refresh.run import Refresher, RefreshStatus, RefreshSummary
+from catalog.registry import Registry, load_registry
+from catalog.rows import status_json, table_json
+from catalog.settings import CatalogSettings, load_settings
+from catalog.tracked import TrackedTables, dedupe
+from tickless.clock import Clock, iso, utc_now
+
+if TYPE_CHECKING:  # the client module imports google-cloud-bigquery: loaded by ``client`` when first needed
+    from catalog.bigquery import BigQuerySource, RetryPolicy
+
+logger = logging.getLogger("catalog.refresh")
+
+
+class Catalog:
+    """One catalog: its settings and registry, its cache, and (when needed) a BigQuery client."""
+
+    def __init__(
+        self,
+        settings: CatalogSettings,
+        registry: Registry,
+        *,
+        cache: Cache | None = None,
+        source: BigQuerySource | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.policy = policy
+        self.clock = clock
+        self._cache = cache
+        self._source = source
+        self._own_cache = cache is None
+        self._own_source = source is None
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        settings: CatalogSettings | None = None,
+        registry: Registry | None = None,
+        cache: Cache | None = None,
+        source: BigQuerySource | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Clock = utc_now,
+    ) -> Catalog:
+        """Settings from ``env`` (default ``os.environ``) and the registry they name, unless given.
+
+        Raises ConfigError naming every bad variable or catalog.yaml problem.
+        """
+        env = os.environ if env is None else env
+        settings = settings or load_settings(env)
+        registry = registry or load_registry(settings.config_path, env)
+        return cls(settings, registry, cache=cache, source=source, policy=policy, clock=clock)
+
+    # -- what it holds ---------------------------------------------------------------
+
+    @property
+    def cache(self) -> Cache:
+        """The SQLite cache (``CATALOG_DB``), opened (and migrated) on first use."""
+        if self._cache is None:
+            self._cache = Cache(self.settings.db_path)
+        return self._cache
+
+    @property
+    def client(self) -> BigQuerySource:
+        """The BigQuery client, connected on first use (this is what imports google-cloud-bigquery)."""
+        if self._source is None:
+            from catalog.bigquery import connect  # only the commands that call BigQuery pay for the import
+
+            self._source = connect(self.registry.billing_project, self.registry.location,
+                                   emulator_endpoint=self.settings.emulator_endpoint, policy=self.policy)
+        return self._source
+
+    @property
+    def tracked(self) -> TrackedTables:
+        """Every tracked table, found by id or path: the registry's and those discovered in the cache."""
+        return TrackedTables(self.registry, self.cache)
+
+    @property
+    def max_scan_bytes(self) -> int:
+        """The guard's cap: CATALOG_MAX_SCAN_BYTES, else max_scan_bytes in catalog.yaml, else 5 GiB; 0 turns it off."""
+        return max_scan_bytes(self.settings, self.registry)
+
+    # -- reading the cache (never calls BigQuery) -------------------------------------
+
+    def rows(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The ``catalog list`` row of every tracked table, from one read of the cache."""
+        now = now or self.clock()
+        threshold = self.settings.fresh_threshold_seconds
+        with _collector_paused():
+            return [table_json(self.registry, table, row, now, threshold) for table, row in self._tables_and_rows()]
+
+    def listing(self) -> dict[str, Any]:
+        """``catalog list --json``: ``{"server_time", "tables"}``."""
+        tables = self.rows()
+        return {"server_time": iso(self.clock()), "tables": tables}
+
+    def row(self, table_id: str, now: datetime | None = None) -> dict[str, Any]:
+        """The ``catalog show`` row of one tracked table; UnknownTableError (with a did-you-mean) for an unknown id."""
+        table = self.tracked.find(table_id)
+        return table_json(self.registry, table, self.cache.get(table.id), now or self.clock(),
+                          self.settings.fresh_threshold_seconds)
+
+    def status(self, now: datetime | None = None) -> dict[str, Any]:
+        """``catalog status --json``: the freshness rule and every tracked table's freshness."""
+        now = now or self.clock()
+        threshold = self.settings.fresh_threshold_seconds
+        return {
+            "scheduler_interval_seconds": self.settings.refresh_interval_seconds,
+            "fresh_threshold_seconds": threshold,
+            "server_time": iso(now),
+            "tables": [status_json(table, row, now, threshold) for table, row in self._tables_and_rows()],
+        }
+
+    def _tables_and_rows(self) -> list[tuple[TrackedTable, CatalogRow | None]]:
+        """Every tracked table with its cache row, from one read of the cache (not one query per table)."""
+        cached = self.cache.rows()
+        by_key = {cache_key(row.id): row for row in cached}
+        return [(table, by_key.get(cache_key(table.id))) for table in TrackedTables(self.registry).all(cached)]
+
+    # -- refreshing the cache -------------------------------------------------------------
+
+    def refresh(self, tables: Sequence[str] | None = None, *, raise_on_failure: bool = False) -> RefreshSummary:
+        """Refresh ``tables`` (registry ids or ``dataset.table``; every tracked table when None).
+
+        Returns status ``already_running`` at once when another refresh of the
+        same cache file is in progress, in this process or another. With
+        ``raise_on_failure``, raises RefreshFailed (after recording everything)
+        when a table failed.
+        """
+        only = None if tables is None else dedupe([self.tracked.to_refresh(table_id) for table_id in tables])
+        summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=iso(self.clock()))
+        try:
+            # The lock first: a refresh that loses it returns at once, without opening the cache or connecting.
+            with RefreshLock(self.settings.db_path, summary.run_id, summary.started_at):
+                Refresher(self.registry, self.cache, self.client, self.settings.concurrency, self.clock).run(summary, only)
+        except AlreadyRunning as running:
+            logger.info("catalog refresh skipped: run %s (started %s) is still running", running.holder.run_id, running.holder.started_at)
+            return RefreshSummary(run_id=running.holder.run_id or "", started_at=running.holder.started_at or "",
+                                  status=RefreshStatus.ALREADY_RUNNING)
+        logger.info(
+            "catalog refresh %s: %d tables, %d succeeded, %d no data, %d failed, %d BigQuery calls, %d ms",
+            summary.run_id, summary.total, summary.succeeded, summary.no_data, summary.failed, summary.bigquery_calls, summary.duration_ms,
+        )
+        if raise_on_failure and summary.failed:
+            raise RefreshFailed(summary, summary.failed, summary.total)
+        return summary
+
+    # -- the cost guard ------------------------------------------------------------------------
+
+    def guard(self, sql: str, parameters: Sequence[Any] = ()) -> GuardResult:
+        """Allow ``sql`` (a GuardResult) or raise QueryGuardError saying why not and what to do.
+
+        ``parameters`` are the query's ``@name`` parameters as it will run
+        (google-cloud-bigquery ``ScalarQueryParameter``/``ArrayQueryParameter``):
+        the dry run needs them declared.
+        """
+        return guard_query(sql, self, parameters)
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close what this catalog opened itself; a cache or client it was given stays open."""
+        if self._own_source and self._source is not None:
+            self._source.close()
+            self._source = None
+        if self._own_cache and self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    # Building 10,000 rows allocates a few hundred thousand objects that all
+    # live until the caller uses them; pausing the cyclic collector spares
+    # it repeated full scans of them (measured: about a third of list's time).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
