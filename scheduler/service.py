@@ -37,7 +37,8 @@ from scheduler.state.store import StateStore
 from scheduler.timing.planning import Plan, plan_jobs
 from tickless.clock import Clock, iso, utc_now
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduler.runner")  # the names logs have always carried
+reload_logger = logging.getLogger("scheduler.reload")
 
 Loader = Callable[[], list[JobSpec]]
 
@@ -273,8 +274,8 @@ class Service:
             specs = self.loader()
         except ConfigError as exc:
             for problem in exc.problems:
-                logger.error("reload rejected: %s", problem)
-            logger.error("reload rejected: %d problem(s); still running the previous configuration", len(exc.problems))
+                reload_logger.error("reload rejected: %s", problem)
+            reload_logger.error("reload rejected: %d problem(s); still running the previous configuration", len(exc.problems))
             self.metrics.reloads.labels("rejected").inc()
             return False
         self.apply(diff_jobs(self.jobs, specs))
@@ -296,9 +297,9 @@ class Service:
             now = self.clock()
             self._schedule(rescheduled, max(now, self.start or now))
         self.disabled = changes.disabled
-        logger.info("reload applied: %s", changes.summary())
+        reload_logger.info("reload applied: %s", changes.summary())
         if len(self.jobs) > self.workers:
-            logger.warning("%d jobs now share %d worker threads: restart to give each its own", len(self.jobs), self.workers)
+            reload_logger.warning("%d jobs now share %d worker threads: restart to give each its own", len(self.jobs), self.workers)
         self.metrics.reloads.labels("applied").inc()
 
     # -- events and signals -------------------------------------------------

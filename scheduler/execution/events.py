@@ -18,7 +18,7 @@ from datetime import datetime
 
 from scheduler.execution.run import Outcome
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduler.events")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from apscheduler.job import Job
 
 from tickless.clock import Clock, utc_now
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduler.pool")  # the name logs have always carried
 
 
 class FireTimeExecutor(BaseExecutor):

@@ -27,7 +27,7 @@ from scheduler import __version__
 from scheduler.config.spec import HttpTarget, RetryPolicy
 from scheduler.errors import RunFailed
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduler.http")  # the name logs have always carried
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 BODY_PREVIEW = 200

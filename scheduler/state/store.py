@@ -18,7 +18,7 @@ from scheduler.execution.run import RunOutcome
 from scheduler.state.records import JobState, RunRecord
 from tickless.clock import parse_iso
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("scheduler.state")  # the name logs have always carried
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
