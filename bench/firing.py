@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bench.common import (
     lateness,
     python,
     recorded_runs,
+    side_by_side,
     summary_ms,
     table,
     write_result,
@@ -107,8 +109,8 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     rows = []
     for name, jobs, interval, seconds in scenarios:
-        ours = run_tickless(name, jobs, interval, seconds)
-        bare = run_bare(name, jobs, interval, seconds)
+        scenario = (name, jobs, interval, seconds)
+        ours, bare = side_by_side(mode, partial(run_tickless, *scenario), partial(run_bare, *scenario))
         ratio = ours["arrival"]["p99_ms"] / bare["arrival"]["p99_ms"] if bare["arrival"]["p99_ms"] else float("nan")
         results.append({"scenario": name, "tickless": ours, "bare_apscheduler": bare, "arrival_p99_ratio": round(ratio, 3)})
         for subject, figures in (("tickless", ours), ("bare APScheduler", bare)):

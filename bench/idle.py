@@ -47,9 +47,9 @@ def check_figures(figures: dict[str, dict[str, float]]) -> None:
 
 def main() -> None:
     mode = Mode.from_argv()
-    window = mode.pick(full=60, quick=20, smoke=2)
+    window = mode.pick(full=60, quick=20, smoke=1)
     # The shipped jobs' first runs are spread over 30 s after the grace; a smoke run only proves the path works.
-    settle = mode.pick(full=35, quick=35, smoke=3)
+    settle = mode.pick(full=35, quick=35, smoke=2)
     pad = mode.pick(full=5, quick=5, smoke=1)  # the baseline outlives the window by this much
     print(header("idle cost") + ("  [smoke]" if mode is Mode.SMOKE else ""))
     server = RecordingServer()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bench.common import (
     lateness,
     python,
     recorded_runs,
+    side_by_side,
     summary_ms,
     table,
     write_result,
@@ -84,7 +86,8 @@ def main() -> None:
     best = {"tickless": 0, "bare APScheduler": 0}
     within = {"tickless": True, "bare APScheduler": True}  # every level so far kept p99 under the limit
     for count in levels_tried:
-        figures = {"tickless": measure_tickless(count, seconds), "bare APScheduler": measure_bare(count, seconds)}
+        ours, bare = side_by_side(mode, partial(measure_tickless, count, seconds), partial(measure_bare, count, seconds))
+        figures = {"tickless": ours, "bare APScheduler": bare}
         levels.append({"fires_per_second": count, **figures})
         for name, result in figures.items():
             p99 = result["scheduling"]["p99_ms"]
