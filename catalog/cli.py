@@ -16,7 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
+from catalog.guard import guard_query
 from catalog.library import Catalog
+from catalog.refresh import refresh_catalog
 from catalog.refresh.run import RefreshStatus
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
@@ -31,7 +33,7 @@ def _print_json(document: object, *, ascii_only: bool = True) -> None:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     with Catalog.from_env() as catalog:
-        summary = catalog.refresh(args.table or None)
+        summary = refresh_catalog(catalog, args.table or None)
     if args.json:
         _print_json(summary.to_json())
     elif summary.status is RefreshStatus.ALREADY_RUNNING:
@@ -94,7 +96,7 @@ def cmd_guard(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         with Catalog.from_env() as catalog:
-            result = catalog.guard(sql)
+            result = guard_query(sql, catalog)
     except QueryGuardError as refused:
         if args.json:
             _print_json(refused.detail, ascii_only=False)  # the suggestion is prose for people too

@@ -1,9 +1,12 @@
 """The catalog as a library object: ``Catalog`` holds settings, registry, cache and BigQuery client.
 
-Everything the catalog does starts here: reading the cache (``rows``,
-``row``, ``status``), refreshing it (``refresh``) and guarding a query
-(``guard``). The CLI is a thin shell over it, and the function entry points
-(``catalog.refresh.refresh_all``, ``catalog.guard.check_query``) build one.
+Everything the catalog does starts from one: reading the cache (``rows``,
+``row``, ``status`` here), refreshing it (``catalog.refresh.refresh_catalog``)
+and guarding a query (``catalog.guard.guard_query``), both of which take a
+``Catalog``. The CLI is a thin shell over them, and the function entry points
+(``catalog.refresh.refresh_all``, ``catalog.guard.check_query``) build one
+from the environment. This module imports neither ``refresh`` nor ``guard``,
+so the packages depend on it and never the other way round.
 
 The cache is opened and the BigQuery client connected only when first
 needed, so reads never import google-cloud-bigquery and a guard decision
@@ -15,31 +18,24 @@ what the catalog opened itself, ``close()`` closes.
 from __future__ import annotations
 
 import gc
-import logging
 import os
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from catalog.cache import Cache, cache_key
-from catalog.errors import RefreshFailed
-from catalog.guard.check import GuardResult, guard_query, max_scan_bytes
 from catalog.models import CatalogRow, TrackedTable
-from catalog.refresh.lock import AlreadyRunning, RefreshLock
-from catalog.refresh.run import Refresher, RefreshStatus, RefreshSummary
 from catalog.registry import Registry, load_registry
 from catalog.rows import status_json, table_json
-from catalog.settings import CatalogSettings, load_settings
-from catalog.tracked import TrackedTables, dedupe
+from catalog.settings import DEFAULT_MAX_SCAN_BYTES, CatalogSettings, load_settings
+from catalog.tracked import TrackedTables
 from tickless.clock import Clock, iso, utc_now
 
 if TYPE_CHECKING:  # the client module imports google-cloud-bigquery: loaded by ``client`` when first needed
     from catalog.bigquery import BigQuerySource, RetryPolicy
 
-logger = logging.getLogger("catalog.refresh")
 
 
 class Catalog:
@@ -112,7 +108,10 @@ class Catalog:
     @property
     def max_scan_bytes(self) -> int:
         """The guard's cap: CATALOG_MAX_SCAN_BYTES, else max_scan_bytes in catalog.yaml, else 5 GiB; 0 turns it off."""
-        return max_scan_bytes(self.settings, self.registry)
+        for value in (self.settings.max_scan_bytes, self.registry.max_scan_bytes):
+            if value is not None:
+                return value
+        return DEFAULT_MAX_SCAN_BYTES
 
     # -- reading the cache (never calls BigQuery) -------------------------------------
 
@@ -150,45 +149,6 @@ class Catalog:
         cached = self.cache.rows()
         by_key = {cache_key(row.id): row for row in cached}
         return [(table, by_key.get(cache_key(table.id))) for table in TrackedTables(self.registry).all(cached)]
-
-    # -- refreshing the cache -------------------------------------------------------------
-
-    def refresh(self, tables: Sequence[str] | None = None, *, raise_on_failure: bool = False) -> RefreshSummary:
-        """Refresh ``tables`` (registry ids or ``dataset.table``; every tracked table when None).
-
-        Returns status ``already_running`` at once when another refresh of the
-        same cache file is in progress, in this process or another. With
-        ``raise_on_failure``, raises RefreshFailed (after recording everything)
-        when a table failed.
-        """
-        only = None if tables is None else dedupe([self.tracked.to_refresh(table_id) for table_id in tables])
-        summary = RefreshSummary(run_id=uuid.uuid4().hex, started_at=iso(self.clock()))
-        try:
-            # The lock first: a refresh that loses it returns at once, without opening the cache or connecting.
-            with RefreshLock(self.settings.db_path, summary.run_id, summary.started_at):
-                Refresher(self.registry, self.cache, self.client, self.settings.concurrency, self.clock).run(summary, only)
-        except AlreadyRunning as running:
-            logger.info("catalog refresh skipped: run %s (started %s) is still running", running.holder.run_id, running.holder.started_at)
-            return RefreshSummary(run_id=running.holder.run_id or "", started_at=running.holder.started_at or "",
-                                  status=RefreshStatus.ALREADY_RUNNING)
-        logger.info(
-            "catalog refresh %s: %d tables, %d succeeded, %d no data, %d failed, %d BigQuery calls, %d ms",
-            summary.run_id, summary.total, summary.succeeded, summary.no_data, summary.failed, summary.bigquery_calls, summary.duration_ms,
-        )
-        if raise_on_failure and summary.failed:
-            raise RefreshFailed(summary, summary.failed, summary.total)
-        return summary
-
-    # -- the cost guard ------------------------------------------------------------------------
-
-    def guard(self, sql: str, parameters: Sequence[Any] = ()) -> GuardResult:
-        """Allow ``sql`` (a GuardResult) or raise QueryGuardError saying why not and what to do.
-
-        ``parameters`` are the query's ``@name`` parameters as it will run
-        (google-cloud-bigquery ``ScalarQueryParameter``/``ArrayQueryParameter``):
-        the dry run needs them declared.
-        """
-        return guard_query(sql, self, parameters)
 
     # -- lifetime --------------------------------------------------------------------------------
 

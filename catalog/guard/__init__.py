@@ -1,7 +1,8 @@
 """The cost guard: ask before running SQL against tracked BigQuery tables.
 
-``check_query(sql)`` builds a ``catalog.Catalog`` from the environment (or
-from the dependencies given, for tests) and runs ``Catalog.guard``.
+``guard_query(sql, catalog)`` decides for one ``catalog.Catalog`` (or any
+``GuardContext``); ``check_query(sql)`` builds a ``Catalog`` from the
+environment (or from the dependencies given, for tests) and runs it.
 
 * ``check``: the decision: one dry run against the cap; ``GuardResult``.
 * ``targets``: SQL -> the tracked tables it reads, and the rewrite the dry run needs.
@@ -15,14 +16,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from catalog.cache import Cache
-from catalog.guard.check import HEADROOM, MIN_BILLED_PER_TABLE, GuardResult, guard_query, max_scan_bytes
+from catalog.guard.check import HEADROOM, MIN_BILLED_PER_TABLE, GuardContext, GuardResult, guard_query
+from catalog.library import Catalog
 from catalog.registry import Registry
 from catalog.settings import CatalogSettings
 
 if TYPE_CHECKING:  # the client module imports google-cloud-bigquery: only Catalog.client loads it, when first needed
     from catalog.bigquery import BigQuerySource, RetryPolicy
 
-__all__ = ["HEADROOM", "MIN_BILLED_PER_TABLE", "GuardResult", "check_query", "guard_query", "max_scan_bytes"]
+__all__ = ["HEADROOM", "MIN_BILLED_PER_TABLE", "GuardContext", "GuardResult", "check_query", "guard_query"]
 
 
 def check_query(
@@ -46,9 +48,5 @@ def check_query(
     QueryGuardError); ConfigError or CredentialsError when the guard itself
     cannot work.
     """
-    # catalog.library builds on this package's modules: imported at the top,
-    # ``import catalog.library`` would re-enter this package half-made.
-    from catalog.library import Catalog
-
     with Catalog.from_env(env, settings=settings, registry=registry, cache=cache, source=source, policy=policy) as catalog:
-        return catalog.guard(sql, parameters)
+        return guard_query(sql, catalog, parameters)

@@ -24,7 +24,6 @@ from catalog.guard.targets import Targets, find_targets
 from catalog.models import TrackedTable, parse_entity_type
 from catalog.registry import Registry
 from catalog.rows import where_examples
-from catalog.settings import DEFAULT_MAX_SCAN_BYTES, CatalogSettings
 from catalog.tracked import TrackedTables
 
 if TYPE_CHECKING:  # the client module imports google-cloud-bigquery: only Catalog.client loads it, when first needed
@@ -88,14 +87,6 @@ class GuardResult:
         if self.untracked_tables:
             document["untracked_tables"] = self.untracked_tables
         return document
-
-
-def max_scan_bytes(settings: CatalogSettings, registry: Registry) -> int:
-    """CATALOG_MAX_SCAN_BYTES, else max_scan_bytes in catalog.yaml, else 5 GiB."""
-    for value in (settings.max_scan_bytes, registry.max_scan_bytes):
-        if value is not None:
-            return value
-    return DEFAULT_MAX_SCAN_BYTES
 
 
 class GuardContext(Protocol):

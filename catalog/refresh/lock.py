@@ -27,7 +27,7 @@ class Holder:
     pid: int | None
 
 
-class AlreadyRunning(Exception):  # control flow inside the package; never escapes Catalog.refresh
+class AlreadyRunning(Exception):  # control flow inside the package; never escapes refresh_catalog
     def __init__(self, holder: Holder) -> None:
         self.holder = holder
         super().__init__(f"a catalog refresh is already running (run_id {holder.run_id})")

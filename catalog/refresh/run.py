@@ -3,7 +3,7 @@
 Work is batched per dataset (``catalog.refresh.fetch``), datasets run
 concurrently (``CATALOG_REFRESH_CONCURRENCY``), and errors are per table:
 they never abort the run. The run's counts are a ``RefreshSummary``; each
-table ends as one ``RefreshOutcome``. ``Catalog.refresh`` runs a
+table ends as one ``RefreshOutcome``. ``refresh_catalog`` runs a
 ``Refresher`` under the single-flight lock (``catalog.refresh.lock``).
 """
 
