@@ -157,15 +157,15 @@ def check_runs(
     if silent:
         raise CheckFailed(harness, "every job ran", f"{label}: {len(silent)} jobs never ran, e.g. {silent[0]}")
     for job, nominals in per_job.items():
-        for before, after in pairwise(nominals):
-            steps = (after - before) / interval
+        for earlier, later in pairwise(nominals):
+            steps = (later - earlier) / interval
             if abs(steps - round(steps)) * interval > tolerance:
                 raise CheckFailed(harness, "nominal times on the grid",
-                                  f"{label}: {job} ran for {_show(before)} and {_show(after)}, not a whole number of "
+                                  f"{label}: {job} ran for {_show(earlier)} and {_show(later)}, not a whole number of "
                                   f"{interval:g} s intervals apart")
             if round(steps) > 1 and not gaps_allowed:
                 raise CheckFailed(harness, "no missing runs",
-                                  f"{label}: {job} has {round(steps) - 1} runs missing between {_show(before)} and {_show(after)}")
+                                  f"{label}: {job} has {round(steps) - 1} runs missing between {_show(earlier)} and {_show(later)}")
 
 
 def _runs_by_job(runs: Iterable[Run]) -> dict[str, list[Run]]:
