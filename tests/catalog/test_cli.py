@@ -17,6 +17,8 @@ from catalog.models import EntityType, TableMetadata, TrackedTable
 from catalog.rows import rough_size_hint
 from tests.catalog.support import Column, FakeBigQuery, FakeServer, Table, subprocess_env
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 ROW_KEYS = [
     "id", "name", "description", "source_type", "sql_flavor", "project", "dataset", "table", "entity_type", "rows",

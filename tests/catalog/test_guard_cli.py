@@ -13,6 +13,8 @@ import pytest
 from catalog.cli import main
 from tests.catalog.support import Column, FakeBigQuery, FakeServer, Table, subprocess_env
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
 REGISTRY = """

@@ -133,6 +133,7 @@ def test_permanent_errors_are_not_retried(reason: str, tmp_path: Path, fake: Fak
     assert reason in row.error_msg and row.refreshed_at is None
 
 
+@pytest.mark.integration  # waits out a real retry deadline
 def test_transient_errors_give_up_at_the_deadline(tmp_path: Path, fake: FakeBigQuery, source: BigQuerySource,
                                                   settings: CatalogSettings) -> None:
     fake.add("shop", Table("orders"))

@@ -20,6 +20,8 @@ from scheduler.config.jobs_file import load_jobs
 from tests.catalog.support import FakeBigQuery, Seen, Table, write_registry
 from tickless.clock import utc_now
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 
 
