@@ -26,6 +26,7 @@ from tenacity.stop import stop_base
 from scheduler import __version__
 from scheduler.config.spec import HttpTarget, RetryPolicy
 from scheduler.errors import RunFailed
+from tickless.clock import Clock, utc_now
 
 logger = logging.getLogger("scheduler.http")  # the name logs have always carried
 
@@ -86,7 +87,7 @@ def describe_exception(exc: BaseException, method: str, url: str, timeout: float
 class _StopBefore(stop_base):
     """Stop when the next try would start after ``deadline`` (the job's next run) or at shutdown."""
 
-    def __init__(self, deadline: datetime | None, stopping: threading.Event, clock: Callable[[], datetime]) -> None:
+    def __init__(self, deadline: datetime | None, stopping: threading.Event, clock: Clock) -> None:
         self.deadline = deadline
         self.stopping = stopping
         self.clock = clock
@@ -114,7 +115,7 @@ class HttpClient:
         pool_size: int,
         *,
         stopping: threading.Event | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utc_now,
     ) -> None:
         self.api_url = api_url
         self._token = token
