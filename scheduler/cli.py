@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from scheduler import __version__
 from scheduler.config.jobs_file import load_jobs
@@ -106,7 +106,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise ConfigError([f"--next must be 0 or more, got {args.next}"])
     store = _peek_store(settings)
     seed, seed_source = resolve_seed(settings, store)
-    now = utc_now()
+    now = args.from_time or utc_now()
     start = now + timedelta(seconds=settings.startup_grace_seconds)
     plans = plan_jobs(jobs, store.job_states() if store else {}, seed, start, settings.startup_spread_seconds)
     rows = [job_row(spec, plans.get(spec.name), now, args.next) for spec in jobs]
@@ -123,10 +123,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     header = (
         f"API_URL {settings.api_url}  auth {settings.auth}  grace {settings.startup_grace_seconds}s  "
         f"jitter seed {seed} ({seed_source})\n"
-        f"times below are those of a service started now ({iso(now)}) with state {settings.state_path}"
+        f"times below are those of a service started {'at' if args.from_time else 'now'} ({iso(now)}) with state {settings.state_path}"
     )
     print(list_text(header, rows, {name: plan.reason for name, plan in plans.items()}))
     return EXIT_OK
+
+
+def start_instant(text: str) -> datetime:
+    """``--from``: an ISO-8601 instant with Z or an offset (a naive time would be read in an unknown zone)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time; write e.g. 2027-03-27T12:00:00Z") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; add Z for UTC or an offset, e.g. {text}Z or {text}+01:00"
+        )
+    return moment.astimezone(UTC)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -206,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = command("list", "show the resolved jobs and their next fire times")
     listing.add_argument("--next", type=int, default=3, metavar="N", help="fire times to show per job (default 3)")
     listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.add_argument(
+        "--from", dest="from_time", type=start_instant, metavar="TIME",
+        help="show the times of a service started at TIME (ISO-8601 with Z or an offset) instead of now",
+    )
     listing.set_defaults(handler=cmd_list)
     history = command("history", "show recent runs from the state store")
     history.add_argument("name", metavar="NAME", nargs="?", help="only this job")

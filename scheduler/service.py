@@ -55,12 +55,15 @@ def resolve_seed(settings: Settings, store: StateStore | None) -> tuple[int, str
     return settings.jitter_seed, "drawn now: no state store yet, so jittered and offset times will differ from the service's"
 
 
-def _nominal(plan: Plan, fire_time: datetime) -> datetime:
-    """The slot a fire time stands for: the plan's first run may be a catch-up
-    of an earlier slot (fired off the grid); every later one is on the grid."""
-    if fire_time == plan.first_fire and plan.first_nominal is not None:
-        return plan.first_nominal
-    return plan.trigger.nominal_for(fire_time)
+def _nominal(name: str, plan: Plan, fire_time: datetime) -> datetime:
+    """The slot a fire time stands for, as the trigger recorded it when it handed
+    the fire time out (the plan records its first, which may be a catch-up)."""
+    nominal = plan.trigger.nominal_of(fire_time)
+    if nominal is None:
+        # Only a run submitted by a trigger that a reload has since replaced.
+        logger.warning("job %s: no nominal time recorded for the fire time %s; using the fire time", name, iso(fire_time))
+        return fire_time
+    return nominal
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,8 @@ class Service:
         if spec is None or plan is None:
             return None  # removed by a reload after this run was submitted
         trigger = plan.trigger
-        nominal = _nominal(plan, fire_time)
-        following = trigger.nominal_after(max(nominal, fire_time))
+        nominal = _nominal(name, plan, fire_time)
+        following = trigger.following(nominal, fire_time)
         deadline = trigger.fire_time(following) if following else None
         started_at, started = self.clock(), time.monotonic()
         self.events.publish(RunStarted(name, nominal, started_at))
@@ -310,7 +313,7 @@ class Service:
     def _on_skipped(self, event: JobSubmissionEvent) -> None:
         plan = self.plans.get(event.job_id)
         fire_time = event.scheduled_run_times[-1]
-        scheduled = _nominal(plan, fire_time) if plan else fire_time
+        scheduled = _nominal(event.job_id, plan, fire_time) if plan else fire_time
         previous = self.inflight.get(event.job_id)
         self.events.publish(RunSkipped(event.job_id, scheduled))
         fields = {"job": event.job_id, "scheduled_for": iso(scheduled), "outcome": RunOutcome.SKIPPED_IN_FLIGHT}

@@ -10,13 +10,13 @@ import importlib
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from scheduler.config.spec import CallTarget, HttpTarget, RetryPolicy
-from scheduler.timing.triggers import cron_trigger
+from scheduler.timing.crontab import CronGrid, CronSyntaxError, parse_cron
 from tickless.config.durations import DurationError, parse_duration
 from tickless.config.interpolate import InterpolationError, expand
 from tickless.config.problems import Problems, did_you_mean
@@ -160,16 +160,15 @@ def read_cron(ctx: Context, mapping: LineMap, now: datetime) -> str | None:
     if not isinstance(value, str):
         ctx.add(mapping.line_of("cron"), "cron", f"must be a 5-field crontab string, got {value!r}")
         return None
-    expression = " ".join(value.split())
     try:
-        trigger = cron_trigger(expression, ZoneInfo("UTC"))
-    except ValueError as exc:
-        ctx.add(mapping.line_of("cron"), "cron", f"{exc} in {value!r}")
+        parsed = parse_cron(value)
+    except CronSyntaxError as exc:
+        ctx.add(mapping.line_of("cron"), "cron", f"{exc}; got {value!r}")
         return None
-    if trigger.get_next_fire_time(None, now) is None:
-        ctx.add(mapping.line_of("cron"), "cron", f"{value!r} never fires (no date matches it)")
+    if CronGrid((parsed,), UTC).nominal_after(now) is None:
+        ctx.add(mapping.line_of("cron"), "cron", f"never fires (no date in the next 50 years matches it); got {value!r}")
         return None
-    return expression
+    return parsed.text
 
 
 def read_timezone(ctx: Context, mapping: LineMap, key: str = "timezone", field: str | None = None) -> str | None:

@@ -28,6 +28,15 @@ class Plan:
     reason: str
 
 
+def _plan(trigger: NonDriftingTrigger, anchor: datetime, fp: str, nominal: datetime | None, reason: str) -> Plan:
+    """A plan whose first run is the grid slot ``nominal``; the trigger learns which slot its first fire time is."""
+    if nominal is None:
+        return Plan(trigger, anchor, fp, None, None, reason)
+    fire = trigger.fire_time(nominal)
+    trigger.record(fire, nominal)
+    return Plan(trigger, anchor, fp, fire, nominal, reason)
+
+
 def fingerprint(spec: JobSpec) -> str:
     return f"{spec.schedule.text} tz={spec.schedule.timezone}"
 
@@ -88,14 +97,14 @@ def plan_jobs(
         if state is None or (state.last_nominal is None and not same_grid):
             if spec.schedule.kind != ScheduleKind.EVERY:
                 trigger = _trigger(spec, start, seed)
-                first = trigger.get_next_fire_time(None, start)
-                plans[spec.name] = Plan(trigger, start, fp, first, trigger.nominal_for(first) if first else None, "first slot")
+                slot = trigger.nominal_after(start - timedelta(microseconds=1))
+                plans[spec.name] = _plan(trigger, start, fp, slot, "first slot")
             elif spec.initial_offset_max_seconds:
                 interval = spec.schedule.interval_seconds or 0
                 offset = initial_offset(seed, spec.name, min(spec.initial_offset_max_seconds, interval))
                 anchor = start + timedelta(seconds=interval - offset)
                 trigger = _trigger(spec, anchor, seed)
-                plans[spec.name] = Plan(trigger, anchor, fp, trigger.fire_time(anchor), anchor, f"first run offset by {offset}s")
+                plans[spec.name] = _plan(trigger, anchor, fp, anchor, f"first run offset by {offset}s")
             else:
                 due.append((spec, None, start, "first run"))
             continue
@@ -108,7 +117,7 @@ def plan_jobs(
         trigger = _trigger(spec, anchor, seed)
         following = trigger.nominal_after(last)
         if following is not None and following >= start:
-            plans[spec.name] = Plan(trigger, anchor, fp, trigger.fire_time(following), following, "resumes its grid")
+            plans[spec.name] = _plan(trigger, anchor, fp, following, "resumes its grid")
             continue
         window = catch_up_seconds(spec)
         # Slots after the last run and no older than the catch-up window.
@@ -119,15 +128,16 @@ def plan_jobs(
             continue
         upcoming = trigger.nominal_after(start - timedelta(microseconds=1))
         reason = "missed slot(s) beyond catch_up skipped" if window else "missed slot(s) skipped (catch_up 0)"
-        plans[spec.name] = Plan(trigger, anchor, fp, trigger.fire_time(upcoming) if upcoming else None, upcoming, reason)
+        plans[spec.name] = _plan(trigger, anchor, fp, upcoming, reason)
 
     step = timedelta(seconds=spread_seconds / len(due)) if due else timedelta(0)
     for index, (spec, slot, anchor, reason) in enumerate(due):
         moment = start + step * index
         if slot is None:  # a first run: its whole grid starts at its place in the spread
             trigger = _trigger(spec, moment, seed)
-            plans[spec.name] = Plan(trigger, moment, fingerprint(spec), trigger.fire_time(moment), moment, reason)
+            plans[spec.name] = _plan(trigger, moment, fingerprint(spec), moment, reason)
         else:
             trigger = _trigger(spec, anchor, seed)
+            trigger.record(moment, slot)  # a catch-up fires off the grid, for its past slot
             plans[spec.name] = Plan(trigger, anchor, fingerprint(spec), moment, slot, reason)
     return plans

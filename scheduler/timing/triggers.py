@@ -8,97 +8,53 @@ The next nominal time is computed from the grid, never from the jittered fire
 time, so over many runs the mean period is the interval. Offsets are a pure
 function of (seed, job name, nominal time): ``scheduler list`` and the running
 service agree on every fire time for the same seed.
+
+Daily and cron jobs get their nominal times from a :class:`CronGrid` (cronsim,
+Debian cron's semantics, DST included); ``every`` jobs from an IntervalTrigger
+counting elapsed time. The trigger records the nominal time of each fire time
+it hands out, and the run reads it from there.
 """
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.config.spec import JobSpec, Schedule, ScheduleKind
+from scheduler.timing.crontab import CronExpression, CronGrid, parse_cron
 
 _TICK = timedelta(microseconds=1)
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# Fire times handed out and not yet run are a handful per job; a coalesced
+# catch-up after a long suspension hands out many, of which only the last runs.
+_LEDGER_SIZE = 1024
 
 
-def standard_day_of_week(field: str) -> str:
-    """Translate a crontab day-of-week field (0 or 7 = Sunday) for APScheduler 3.x.
-
-    APScheduler 3.x numbers weekdays from Monday = 0 (its documented historical
-    mistake), so ``1-5`` would silently mean Tuesday to Saturday. Numbers are
-    expanded here and handed over as names, which both agree on.
-    """
-    if field == "*":
-        return field
-    days: set[int] = set()
-    for part in field.split(","):
-        body, _, step_text = part.partition("/")
-        step = int(step_text) if step_text else 1
-        if step < 1:
-            raise ValueError(f"step must be at least 1 in {part!r}")
-        if body == "*":
-            low, high = 0, 6
-        elif "-" in body:
-            low_text, high_text = body.split("-", 1)
-            low, high = _weekday_number(low_text), _weekday_number(high_text)
-            if high < low and high == 0:
-                high = 7  # "5-0" and "fri-sun": Sunday closes the week
-            if high < low:
-                raise ValueError(f"day-of-week range {body!r} runs backwards")
-        else:
-            low = high = _weekday_number(body) % 7
-            if step_text:
-                high = 6
-        days.update(day % 7 for day in range(low, high + 1, step))
-    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+def schedule_zone(schedule: Schedule) -> tzinfo:
+    # UTC as datetime.UTC: cronsim then counts plain seconds, with no zone rules to consult.
+    return UTC if schedule.timezone == "UTC" else ZoneInfo(schedule.timezone)
 
 
-def _weekday_number(text: str) -> int:
-    text = text.strip().lower()
-    if text in _WEEKDAYS:
-        return _WEEKDAYS.index(text)
-    if text.isdigit() and int(text) <= 7:
-        return int(text)
-    raise ValueError(f"day of week must be 0-7 or sun-sat, got {text!r}")
+def schedule_expressions(schedule: Schedule) -> tuple[CronExpression, ...]:
+    """A cron schedule's expression, or one ``M H * * *`` per daily time; ValueError if invalid."""
+    if schedule.kind == ScheduleKind.DAILY:
+        return tuple(parse_cron(f"{moment.minute} {moment.hour} * * *") for moment in schedule.times)
+    assert schedule.cron
+    return (parse_cron(schedule.cron),)
 
 
-def cron_trigger(expression: str, tz: ZoneInfo, start: datetime | None = None) -> CronTrigger:
-    """A 5-field crontab with standard weekday numbers; ValueError if invalid."""
-    fields = expression.split()
-    if len(fields) != 5:
-        raise ValueError(f"needs 5 fields (minute hour day month weekday), got {len(fields)}")
-    minute, hour, day, month, weekday = fields
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month,
-        day_of_week=standard_day_of_week(weekday), timezone=tz, start_date=start,
-    )
-
-
-def grid_trigger(schedule: Schedule, start: datetime) -> BaseTrigger:
+def grid_trigger(schedule: Schedule, start: datetime) -> IntervalTrigger | CronGrid:
     """The trigger that yields the nominal (unjittered) times, none before ``start``."""
     if schedule.kind == ScheduleKind.EVERY:
         assert schedule.interval_seconds
         return IntervalTrigger(seconds=schedule.interval_seconds, start_date=start, timezone=UTC)
-    tz = ZoneInfo(schedule.timezone)
-    if schedule.kind == ScheduleKind.DAILY:
-        parts = [CronTrigger(hour=t.hour, minute=t.minute, timezone=tz, start_date=start) for t in schedule.times]
-        return parts[0] if len(parts) == 1 else OrTrigger(parts)
-    assert schedule.cron
-    return cron_trigger(schedule.cron, tz, start)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    # Arithmetic on an aware datetime in a DST zone is wall-clock arithmetic
-    # and forgets which of the two repeated autumn hours it meant (fold);
-    # in UTC, adding an offset always moves forward in real time.
-    return None if moment is None else moment.astimezone(UTC)
+    return CronGrid(schedule_expressions(schedule), schedule_zone(schedule), start)
 
 
 def jitter_offset(seed: int, name: str, nominal: datetime, jitter_seconds: float) -> timedelta:
@@ -115,18 +71,22 @@ def initial_offset(seed: int, name: str, maximum: int) -> int:
 
 
 class NonDriftingTrigger(BaseTrigger):
-    """Fires at ``nominal_k + offset_k``; nominal times come from a grid trigger."""
+    """Fires at ``nominal_k + offset_k``; nominal times come from a grid trigger.
 
-    def __init__(
-        self, grid: BaseTrigger, name: str, jitter_seconds: float, seed: int, once_per_wall_time: ZoneInfo | None = None
-    ) -> None:
+    Every fire time it hands out is recorded with the nominal time it stands
+    for, so the run is told its nominal time (:meth:`nominal_of`) instead of
+    working it back out of a jittered fire time, which is ambiguous as soon as
+    a DST change moves two nominal times closer than the jitter.
+    """
+
+    def __init__(self, grid: IntervalTrigger | CronGrid, name: str, jitter_seconds: float, seed: int) -> None:
         self.grid = grid
         self.name = name
         self.jitter_seconds = jitter_seconds
         self.seed = seed
-        # A fixed-time job in a DST zone: when the clocks go back, its wall time
-        # comes twice; like cron, it runs at the first one only.
-        self.once_per_wall_time = once_per_wall_time
+        self._ledger: OrderedDict[datetime, datetime] = OrderedDict()  # fire time (UTC) -> nominal time
+        # APScheduler asks for fire times on its own thread; runs look theirs up on worker threads.
+        self._lock = threading.Lock()
 
     def nominal_after(self, moment: datetime) -> datetime | None:
         """The first nominal time strictly after ``moment``, in UTC."""
@@ -138,40 +98,49 @@ class NonDriftingTrigger(BaseTrigger):
                 return grid.start_date.astimezone(UTC)
             steps = (moment - grid.start_date) // grid.interval + 1
             return (grid.start_date + grid.interval * steps).astimezone(UTC)
-        candidate = _utc(grid.get_next_fire_time(None, moment + _TICK))
-        if candidate is not None and self._is_repeated_wall_time(candidate):
-            return self.nominal_after(candidate)
-        return candidate
-
-    def _is_repeated_wall_time(self, moment: datetime) -> bool:
-        zone = self.once_per_wall_time
-        if zone is None:
-            return False
-        local = moment.astimezone(zone)
-        return local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset()
-
-    def nominal_for(self, fire_time: datetime) -> datetime:
-        """The nominal time of the run that fires at ``fire_time``.
-
-        Jitter is validated to be smaller than the gap between runs, so the
-        run's nominal time is the last grid time at or before its fire time.
-        """
-        candidate = self.nominal_after(fire_time - timedelta(seconds=self.jitter_seconds) - _TICK)
-        assert candidate is not None and candidate <= fire_time
-        following = self.nominal_after(candidate)
-        while following is not None and following <= fire_time:
-            candidate, following = following, self.nominal_after(following)
-        return candidate
+        return grid.nominal_after(moment)
 
     def fire_time(self, nominal: datetime) -> datetime:
-        return nominal + jitter_offset(self.seed, self.name, nominal, self.jitter_seconds)
+        return nominal.astimezone(UTC) + jitter_offset(self.seed, self.name, nominal, self.jitter_seconds)
+
+    def record(self, fire_time: datetime, nominal: datetime) -> None:
+        """Remember that the run firing at ``fire_time`` stands for ``nominal`` (e.g. a planned catch-up)."""
+        with self._lock:
+            self._ledger[fire_time.astimezone(UTC)] = nominal.astimezone(UTC)
+            self._ledger.move_to_end(fire_time.astimezone(UTC))
+            while len(self._ledger) > _LEDGER_SIZE:
+                self._ledger.popitem(last=False)
+
+    def nominal_of(self, fire_time: datetime) -> datetime | None:
+        """The nominal time of a fire time this trigger handed out (or was told of); None if unknown."""
+        with self._lock:
+            return self._ledger.get(fire_time.astimezone(UTC))
+
+    def following(self, nominal: datetime, fire_time: datetime) -> datetime | None:
+        """The nominal time of the run after the one (``nominal``, ``fire_time``).
+
+        The next slot on the grid, skipping any whose fire time would not come
+        after ``fire_time`` (only a catch-up fired late, or jitter wider than a
+        DST-shortened gap, can meet one), so fire times only move forward.
+        """
+        following = self.nominal_after(nominal)
+        while following is not None and self.fire_time(following) <= fire_time:
+            following = self.nominal_after(following)
+        return following
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         if previous_fire_time is None:
             nominal = self.nominal_after(now - _TICK)
         else:
-            nominal = self.nominal_after(previous_fire_time)
-        return None if nominal is None else self.fire_time(nominal)
+            previous_nominal = self.nominal_of(previous_fire_time)
+            # A fire time handed out by another instance (APScheduler never does
+            # this): the grid after it is still never earlier than it.
+            nominal = self.following(previous_nominal or previous_fire_time, previous_fire_time)
+        if nominal is None:
+            return None
+        fire = self.fire_time(nominal)
+        self.record(fire, nominal)
+        return fire
 
     def __str__(self) -> str:
         return f"{self.grid} (jitter {self.jitter_seconds}s, non-drifting)"
@@ -182,11 +151,7 @@ class NonDriftingTrigger(BaseTrigger):
 
 def schedule_trigger(schedule: Schedule, anchor: datetime, name: str, jitter_seconds: float, seed: int) -> NonDriftingTrigger:
     """The trigger of one job whose grid starts at ``anchor``."""
-    fixed_hour = schedule.kind == ScheduleKind.DAILY or (
-        schedule.kind == ScheduleKind.CRON and "*" not in (schedule.cron or "* *").split()[1]
-    )
-    zone = ZoneInfo(schedule.timezone) if fixed_hour else None
-    return NonDriftingTrigger(grid_trigger(schedule, anchor), name, jitter_seconds, seed, zone)
+    return NonDriftingTrigger(grid_trigger(schedule, anchor), name, jitter_seconds, seed)
 
 
 def build_trigger(spec: JobSpec, start: datetime, seed: int) -> NonDriftingTrigger:

@@ -539,15 +539,15 @@ JOB_PROBLEMS: list[tuple[str, list[str], dict[str, str], list[str]]] = [
     ("jitter-over-cron-gap", ['cron: "*/5 * * * *"', "jitter: 5m", HTTP], {}, [
         f"4: job 'a': jitter: {GAP_RULE} (300s), got 300s",
     ]),
-    ("cron-rejected-by-apscheduler", ['cron: "61 * * * *"', HTTP], {}, [
-        "3: job 'a': cron: Error validating expression '61': the last value (61) is higher than "
-        "the maximum value (59) in '61 * * * *'",
+    ("cron-minute-out-of-range", ['cron: "61 * * * *"', HTTP], {}, [
+        "3: job 'a': cron: minute field '61' is invalid: allowed 0-59, in lists, ranges and /steps; got '61 * * * *'",
     ]),
     ("cron-bad-weekday", ['cron: "0 3 * * 8"', HTTP], {}, [
-        "3: job 'a': cron: day of week must be 0-7 or sun-sat, got '8' in '0 3 * * 8'",
+        "3: job 'a': cron: day-of-week field '8' is invalid: allowed 0-7 (0 and 7 are Sunday) or SUN-SAT, "
+        "nL (last weekday n of the month) or n#k (k-th weekday n), in lists, ranges and /steps; got '0 3 * * 8'",
     ]),
     ("cron-four-fields", ['cron: "* * * *"', HTTP], {}, [
-        "3: job 'a': cron: needs 5 fields (minute hour day month weekday), got 4 in '* * * *'",
+        "3: job 'a': cron: needs 5 fields (minute hour day-of-month month day-of-week), has 4; got '* * * *'",
     ]),
     ("cron-not-a-string", ["cron: 5", HTTP], {}, ["3: job 'a': cron: must be a 5-field crontab string, got 5"]),
     ("unknown-timezone", ['cron: "0 3 * * *"', "timezone: Europe/Prag", HTTP], {}, [
@@ -810,7 +810,7 @@ def test_duration_with_an_embedded_variable_names_the_source(tmp_path: Path) -> 
 def test_cron_that_never_fires_is_rejected(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, job_file(['cron: "0 0 31 2 *"', HTTP]))
     (problem,) = problems_of(path)
-    assert problem == f"{path}:3: job 'a': cron: '0 0 31 2 *' never fires (no date matches it)"
+    assert problem == f"{path}:3: job 'a': cron: never fires: no month in '2' has day '31'; got '0 0 31 2 *'"
 
 
 def test_unknown_key_in_defaults_retry_names_the_defaults_section(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Triggers driven with explicit datetimes: grids, weekday numbers, the jitter law, offsets.
+"""Triggers driven with explicit datetimes: grids, weekday numbers, the jitter law, offsets, nominal times.
 
 Nothing here sleeps or patches ``datetime``: every call takes ``now`` (and the
 previous fire time) as arguments, the way APScheduler calls a trigger.
@@ -16,21 +16,18 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from scheduler.config.spec import HttpTarget, JobSpec, Schedule, ScheduleKind
+from scheduler.timing.crontab import CronGrid, CronSyntaxError, parse_cron
 from scheduler.timing.triggers import (
     NonDriftingTrigger,
     build_trigger,
-    cron_trigger,
     grid_trigger,
     initial_offset,
     jitter_offset,
     next_fire_times,
     shortest_gap_seconds,
-    standard_day_of_week,
 )
 
 PRAGUE = ZoneInfo("Europe/Prague")
@@ -108,7 +105,8 @@ def test_every_first_fire_after_start_is_the_next_grid_point() -> None:
 
 def test_daily_with_two_times_fires_at_each_listed_time_in_utc() -> None:
     grid = grid_trigger(daily("07:00", "13:00"), START)
-    assert isinstance(grid, OrTrigger)
+    assert isinstance(grid, CronGrid)
+    assert [expression.text for expression in grid.expressions] == ["0 7 * * *", "0 13 * * *"]
     fires = utc(next_fire_times(build_trigger(job("twice", daily("07:00", "13:00")), START, SEED), START, 6))
     expected = [
         datetime(2026, 1, day, hour, 0, tzinfo=UTC) for day in (5, 6, 7) for hour in (7, 13)
@@ -155,13 +153,6 @@ def test_cron_weekdays_use_standard_numbers_monday_to_friday() -> None:
     assert fires[0].astimezone(UTC) == datetime(2026, 1, 5, 1, 30, tzinfo=UTC)  # CET: 02:30 local = 01:30 UTC
 
 
-def test_apscheduler_alone_would_read_1_5_as_tuesday_to_saturday() -> None:
-    # Why standard_day_of_week exists: APScheduler 3.x counts Monday as 0.
-    native = CronTrigger(minute=30, hour=2, day_of_week="1-5", timezone=UTC)
-    weekdays = [fire.weekday() for fire in drive(native, 5)]
-    assert weekdays == [1, 2, 3, 4, 5]
-
-
 @pytest.mark.parametrize("sunday", ["0", "7"])
 def test_cron_zero_and_seven_are_sunday(sunday: str) -> None:
     trigger = build_trigger(job("weekly", cron(f"0 12 * * {sunday}")), START, SEED)
@@ -171,8 +162,8 @@ def test_cron_zero_and_seven_are_sunday(sunday: str) -> None:
 
 
 def test_cron_needs_five_fields() -> None:
-    with pytest.raises(ValueError, match="5 fields"):
-        cron_trigger("30 2 * *", ZoneInfo("UTC"))
+    with pytest.raises(CronSyntaxError, match="5 fields"):
+        parse_cron("30 2 * *")
 
 
 @pytest.mark.parametrize(
@@ -194,56 +185,43 @@ def test_daily_and_cron_never_fire_before_start(schedule: Schedule, start: datet
     assert all(fire >= start for fire in fires)
 
 
-# -- standard_day_of_week ---------------------------------------------------------
+# -- weekday fields (cron's numbers, names, ranges that end on Sunday) --------------------
 
 
-def test_one_to_five_is_monday_to_friday() -> None:
-    assert standard_day_of_week("1-5") == "mon,tue,wed,thu,fri"
+def weekdays_of(field: str) -> set[int]:
+    """The weekdays (Python's: Monday = 0) a day-of-week field fires on over three weeks."""
+    grid = CronGrid((parse_cron(f"0 12 * * {field}"),), UTC, START)
+    fires = next_fire_times(NonDriftingTrigger(grid, "w", 0, SEED), START, 22)
+    assert len(fires) == 22 and fires[-1] >= START + timedelta(days=21)  # the three weeks are covered
+    return {fire.weekday() for fire in fires if fire < START + timedelta(days=21)}
 
 
 @pytest.mark.parametrize(
     ("field", "days"),
     [
-        ("0", {"sun"}),
-        ("7", {"sun"}),
-        ("5-7", {"fri", "sat", "sun"}),
-        ("5-0", {"fri", "sat", "sun"}),
-        ("*/2", {"sun", "tue", "thu", "sat"}),
-        ("1-5/2", {"mon", "wed", "fri"}),
-        ("0,6", {"sun", "sat"}),
-        ("mon,3", {"mon", "wed"}),
+        ("1-5", {0, 1, 2, 3, 4}),
+        ("0", {6}),
+        ("7", {6}),
+        ("5-7", {4, 5, 6}),
+        ("5-0", {4, 5, 6}),
+        ("*/2", {6, 1, 3, 5}),
+        ("1-5/2", {0, 2, 4}),
+        ("0,6", {6, 5}),
+        ("mon,3", {0, 2}),
+        ("mon-fri", {0, 1, 2, 3, 4}),
+        ("Sat,SUN", {5, 6}),
+        ("fri-sun", {4, 5, 6}),
+        ("7/2", {6}),
     ],
 )
-def test_numbers_become_names(field: str, days: set[str]) -> None:
-    translated = standard_day_of_week(field)
-    assert set(translated.split(",")) == days
-    assert not any(ch.isdigit() for ch in translated)
+def test_weekday_fields_mean_what_cron_means(field: str, days: set[int]) -> None:
+    assert weekdays_of(field) == days
 
 
-def test_star_passes_through() -> None:
-    assert standard_day_of_week("*") == "*"
-
-
-@pytest.mark.parametrize(
-    ("field", "expected"),
-    [
-        ("mon-fri", "mon,tue,wed,thu,fri"),
-        ("sat,sun", "sun,sat"),
-        ("tue", "tue"),
-        # A named range across the week's end, which APScheduler itself rejects.
-        ("sun-tue", "sun,mon,tue"),
-        ("fri-sun", "sun,fri,sat"),
-        ("7/2", "sun,tue,thu,sat"),
-    ],
-)
-def test_names_expand_to_the_same_days(field: str, expected: str) -> None:
-    assert standard_day_of_week(field) == expected
-
-
-@pytest.mark.parametrize("field", ["8", "3-1", "1-9", "1/0"])
+@pytest.mark.parametrize("field", ["8", "3-1", "1-9", "1/0", "xyz"])
 def test_invalid_weekday_fields_raise(field: str) -> None:
-    with pytest.raises(ValueError):
-        standard_day_of_week(field)
+    with pytest.raises(CronSyntaxError, match="day-of-week field"):
+        parse_cron(f"0 0 * * {field}")
 
 
 # -- the jitter law -------------------------------------------------------------------
@@ -291,10 +269,11 @@ def test_offset_is_a_pure_function_of_seed_name_and_nominal() -> None:
     assert jitter_offset(SEED, "job", nominal, 0) == timedelta(0)
 
 
-def test_nominal_for_recovers_every_runs_grid_time() -> None:
+def test_each_fire_time_handed_out_carries_its_nominal_time() -> None:
     trigger = NonDriftingTrigger(grid_trigger(every(60), START), "minutely", 30, SEED)
     fires = drive(trigger, 1000)
-    assert [trigger.nominal_for(fire) for fire in fires] == [START + MINUTE * k for k in range(1000)]
+    assert [trigger.nominal_of(fire) for fire in fires] == [START + MINUTE * k for k in range(1000)]
+    assert trigger.nominal_of(START + timedelta(seconds=7)) is None  # never handed out: not guessed
 
 
 def test_daily_with_jitter_stays_on_its_grid() -> None:
@@ -305,7 +284,7 @@ def test_daily_with_jitter_stays_on_its_grid() -> None:
     offsets = []
     for fire, nominal in zip(fires, nominals, strict=True):
         assert nominal <= fire <= nominal + timedelta(hours=1)
-        assert trigger.nominal_for(fire) == nominal
+        assert trigger.nominal_of(fire) == nominal
         offsets.append((fire - nominal).total_seconds())
     assert max(offsets) - min(offsets) > 3000  # jitter really spread over the hour
 
@@ -319,7 +298,7 @@ def test_cron_with_jitter_stays_on_its_grid_across_dst() -> None:
     nominals = weekday_dates(START, 300, time(2, 30), PRAGUE)
     for fire, nominal in zip(utc(fires), nominals, strict=True):
         assert nominal <= fire <= nominal + timedelta(seconds=300)
-        assert trigger.nominal_for(fire).astimezone(UTC) == nominal
+        assert trigger.nominal_of(fire).astimezone(UTC) == nominal
     assert {nominal.hour for nominal in nominals} == {0, 1}  # summer and winter both covered
 
 
@@ -391,12 +370,14 @@ def test_after_a_long_pause_next_fires_stay_on_the_grid() -> None:
         fire = trigger.get_next_fire_time(fire, now)
     assert fire is not None
 
-    nominals = [trigger.nominal_for(moment) for moment in due]
-    assert nominals == [START + MINUTE * k for k in range(1, len(due) + 1)]  # consecutive grid times, none skipped
+    nominals = [START + MINUTE * k for k in range(1, len(due) + 1)]
+    assert due == [trigger.fire_time(nominal) for nominal in nominals]  # consecutive grid times, none skipped
+    # Coalesced, only the last runs: it is told its own slot (the ledger keeps the newest fire times).
+    assert trigger.nominal_of(due[-1]) == nominals[-1]
     # Runs nominal at +1 min .. +1439 min were due for sure; the one nominal at +1 day only if its offset was <= 17 s.
     assert len(due) == 1439 + (trigger.fire_time(START + timedelta(days=1)) <= now)
     assert due[0] == trigger.fire_time(START + MINUTE)  # the first missed run, not "now"
-    next_nominal = trigger.nominal_for(fire)
+    next_nominal = trigger.nominal_of(fire)
     assert next_nominal == nominals[-1] + MINUTE
     assert fire > now
 
