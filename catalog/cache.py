@@ -88,6 +88,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "DROP TABLE tables",
         "ALTER TABLE tables_v3 RENAME TO tables",
     ),
+    # 4: wildcard families (how many shards, the newest), and where each dataset lives, learned once.
+    (
+        "ALTER TABLE tables ADD COLUMN shard_count INTEGER",
+        "ALTER TABLE tables ADD COLUMN newest_shard TEXT",
+        """CREATE TABLE dataset_locations (
+            project TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            location TEXT NOT NULL,
+            learned_at TEXT NOT NULL,
+            PRIMARY KEY (project, dataset)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -169,20 +181,36 @@ class Cache:
         bounds = meta.partition_range
         self._execute(
             """INSERT INTO tables (key, id, project, dataset, table_name, rows, size_bytes, partition_by, clustered_by,
-                   refreshed_at, error_at, error_msg, entity_type, known_columns, partition_type, partition_range)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)
+                   refreshed_at, error_at, error_msg, entity_type, known_columns, partition_type, partition_range,
+                   shard_count, newest_shard)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?, ?)
                ON CONFLICT(key) DO UPDATE SET
                    id = excluded.id, project = excluded.project, dataset = excluded.dataset,
                    table_name = excluded.table_name, rows = excluded.rows, size_bytes = excluded.size_bytes,
                    partition_by = excluded.partition_by, clustered_by = excluded.clustered_by,
                    refreshed_at = excluded.refreshed_at, error_at = NULL, error_msg = NULL,
                    entity_type = excluded.entity_type, known_columns = excluded.known_columns,
-                   partition_type = excluded.partition_type, partition_range = excluded.partition_range""",
+                   partition_type = excluded.partition_type, partition_range = excluded.partition_range,
+                   shard_count = excluded.shard_count, newest_shard = excluded.newest_shard""",
             (
                 cache_key(table.id), table.id, table.project, table.dataset, table.table, meta.rows, meta.size_bytes, meta.partition_by,
                 json.dumps(meta.clustered_by), iso(at), meta.entity_type.value, json.dumps(meta.known_columns),
                 meta.partition_type, json.dumps([bounds.start, bounds.end, bounds.interval]) if bounds else None,
+                meta.shard_count, meta.newest_shard,
             ),
+        )
+
+    def dataset_location(self, project: str, dataset: str) -> str | None:
+        """Where a dataset lives, as learned from BigQuery (None: not learned yet)."""
+        rows = self._execute("SELECT location FROM dataset_locations WHERE project = ? AND dataset = ?", (project, dataset))
+        return str(rows[0][0]) if rows else None
+
+    def record_dataset_location(self, project: str, dataset: str, location: str, at: datetime) -> None:
+        """Keep what BigQuery said about where a dataset lives (a dataset never moves: it is asked once)."""
+        self._execute(
+            """INSERT INTO dataset_locations (project, dataset, location, learned_at) VALUES (?, ?, ?, ?)
+               ON CONFLICT(project, dataset) DO UPDATE SET location = excluded.location, learned_at = excluded.learned_at""",
+            (project, dataset, location, iso(at)),
         )
 
     def record_error(self, table: TrackedTable, message: str, at: datetime) -> None:
@@ -233,13 +261,13 @@ class Cache:
 # The columns _row() reads, in the order it unpacks them.
 _SELECT = (
     "SELECT id, project, dataset, table_name, entity_type, rows, size_bytes, partition_by, partition_type,"
-    " partition_range, clustered_by, known_columns, refreshed_at, error_at, error_msg FROM tables"
+    " partition_range, clustered_by, known_columns, refreshed_at, error_at, error_msg, shard_count, newest_shard FROM tables"
 )
 
 
 def _row(values: tuple[Any, ...]) -> CatalogRow:
     (table_id, project, dataset, table, entity, rows, size_bytes, partition_by, partition_type,
-     bounds, clustered_by, known_columns, refreshed_at, error_at, error_msg) = values
+     bounds, clustered_by, known_columns, refreshed_at, error_at, error_msg, shard_count, newest_shard) = values
     return CatalogRow(
         id=table_id, project=project, dataset=dataset, table=table,
         entity_type=parse_entity_type(entity) if entity else None,
@@ -247,4 +275,5 @@ def _row(values: tuple[Any, ...]) -> CatalogRow:
         partition_range=PartitionRange(*json.loads(bounds)) if bounds else None,
         clustered_by=_json_list(clustered_by), known_columns=_json_list(known_columns),
         refreshed_at=parse_iso(refreshed_at), error_at=parse_iso(error_at), error_msg=error_msg,
+        shard_count=shard_count, newest_shard=newest_shard,
     )

@@ -2,7 +2,8 @@
 
 Parses arguments, prints, and is the only place errors become exit codes:
 0 ok (or a query allowed), 1 a refresh finished with failed tables,
-2 bad configuration or usage, 3 the cost guard refused the query.
+2 bad configuration or usage, 3 the cost guard refused the query on its
+merits, 4 the guard could not get an estimate (``remote_estimate_failed``).
 Reads never call BigQuery (nor import its client).
 """
 
@@ -15,13 +16,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from catalog.errors import CatalogError, ConfigError, QueryGuardError, bytes_text
+from catalog.errors import CatalogError, ConfigError, EstimateFailed, ParameterError, QueryGuardError, bytes_text
 from catalog.guard import guard_query
 from catalog.library import Catalog
 from catalog.refresh import refresh_catalog
 from catalog.refresh.run import RefreshStatus
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_REFUSED = 0, 1, 2, 3
+EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_REFUSED, EXIT_NO_ESTIMATE = 0, 1, 2, 3, 4
 
 
 def _print_json(document: object, *, ascii_only: bool = True) -> None:
@@ -71,7 +72,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         _print_json(row)
         return EXIT_OK
     for key, value in row.items():
-        print(f"{key}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+        # JSON for everything that is not plain text: null, never Python's None; true, never True.
+        print(f"{key}: {value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)}")
     return EXIT_OK
 
 
@@ -89,32 +91,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _parameters(texts: list[str]) -> Sequence[object]:
+    """``--param NAME=TYPE:VALUE`` -> query parameters (ParameterError, a usage error, for a bad one)."""
+    if not texts:
+        return []
+    from catalog.bigquery import query_parameter  # a guard with parameters is about to dry-run: the client is loaded anyway
+
+    found: list[object] = []
+    for text in texts:
+        name, equals, typed = text.partition("=")
+        type_name, colon, value = typed.partition(":")
+        if not equals or not colon or not name.strip().isidentifier():
+            raise ParameterError(text, "not NAME=TYPE:VALUE")
+        try:
+            found.append(query_parameter(name.strip(), type_name, value))
+        except ValueError as exc:
+            raise ParameterError(text, str(exc)) from None
+    return found
+
+
 def cmd_guard(args: argparse.Namespace) -> int:
-    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    # stdin as bytes: text that is not UTF-8 is the guard's to refuse (invalid_sql), not a traceback here.
+    sql: str | bytes = sys.stdin.buffer.read() if args.sql == "-" else args.sql
     if not sql.strip():
         print("catalog guard: no SQL given (pass it as the argument, or '-' to read it from stdin)", file=sys.stderr)
         return EXIT_CONFIG
+    parameters = _parameters(args.param or [])
     try:
         with Catalog.from_env() as catalog:
-            result = guard_query(sql, catalog)
+            result = guard_query(sql, catalog, parameters)
     except QueryGuardError as refused:
         if args.json:
             _print_json(refused.detail, ascii_only=False)  # the suggestion is prose for people too
         else:
             print(f"refused ({refused.reason}): {refused}")
             print(f"suggestion: {refused.detail.get('suggestion')}")
-        return EXIT_REFUSED
+        return EXIT_NO_ESTIMATE if isinstance(refused, EstimateFailed) else EXIT_REFUSED
     if args.json:
         _print_json(result.to_json())
         return EXIT_OK
     if result.scan_bytes is None:
-        why = "the cost guard is off (max_scan_bytes 0)" if not result.limit_bytes else "it reads no tracked table"
+        why = ("the cost guard is off (max_scan_bytes 0)" if not result.limit_bytes
+               else "it reads only tables of projects allowed unestimated" if result.untracked_tables
+               else "it reads no table")
         print(f"allowed without an estimate: {why}")
     else:
         print(f"allowed: the query would scan {bytes_text(result.scan_bytes)} ({result.scan_bytes} bytes) "
               f"of the {bytes_text(result.limit_bytes)} cap")
     for label, value in (("tables", ", ".join(result.tables)), ("untracked tables", ", ".join(result.untracked_tables)),
-                         ("maximum_bytes_billed", result.maximum_bytes_billed()), ("sql", result.sql)):
+                         ("maximum_bytes_billed", result.maximum_bytes_billed()), ("note", result.note), ("sql", result.sql)):
         if value:
             print(f"{label}: {value}")
     return EXIT_OK
@@ -135,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("status", help="freshness of every tracked table").set_defaults(handler=cmd_status)
     guard = commands.add_parser("guard", help="estimate a query and refuse it when it would scan more than the cap")
     guard.add_argument("sql", metavar="SQL", help="the query, or '-' to read it from stdin")
+    guard.add_argument("--param", action="append", metavar="NAME=TYPE:VALUE",
+                       help="a query parameter @NAME, e.g. country=STRING:CZ or ids=ARRAY<INT64>:[1,2] (repeatable)")
     guard.set_defaults(handler=cmd_guard)
     for sub in (refresh_cmd, show, guard, *[commands.choices[name] for name in ("list", "status")]):
         sub.add_argument("--json", action="store_true", help="print JSON")
@@ -144,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)  # its "falling back to a Command" notes are the guard's to judge
     try:
         return int(args.handler(args))
     except ConfigError as exc:

@@ -6,6 +6,7 @@ is the only place that turns them into exit codes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from tickless.config.problems import Problem, as_problem
@@ -108,15 +109,76 @@ class QueryGuardError(CatalogError):
         super().__init__(message)
 
 
+# A parser's internals (``<class 'sqlglot.expressions.core.Mul'>``) read as their last name (``Mul``).
+_CLASS = re.compile(r"<class '(?:[\w]+\.)*(\w+)'>")
+
+
 class InvalidSql(QueryGuardError):
     REASON = "invalid_sql"
 
-    def __init__(self, problem: str, line: int | None, column: int | None) -> None:
+    def __init__(self, problem: str, line: int | None, column: int | None, *, suggestion: str | None = None) -> None:
         where = f" at line {line}, column {column}" if line is not None and column is not None else ""
+        problem = _CLASS.sub(r"\1", problem)
         super().__init__(
             f"SQL does not parse (BigQuery dialect): {problem}{where}", line=line, column=column, tables=[],
-            suggestion="Fix the SQL at the position given; the guard reads GoogleSQL (standard SQL), not legacy SQL.",
+            suggestion=suggestion or "Fix the SQL at the position given; the guard reads GoogleSQL (standard SQL), not legacy SQL.",
         )
+
+
+class DynamicSql(QueryGuardError):
+    """EXECUTE IMMEDIATE: the SQL it runs is a value known only when the script runs."""
+
+    REASON = "dynamic_sql"
+
+    def __init__(self, line: int | None) -> None:
+        where = f" (line {line})" if line is not None else ""
+        super().__init__(
+            f"EXECUTE IMMEDIATE{where} runs SQL that is only known when the script runs: the tables it reads and the "
+            "bytes it scans cannot be known beforehand, and BigQuery's dry run does not estimate it",
+            line=line, tables=[],
+            suggestion="Write the statement out (with @parameters for the values) and ask the guard about that SQL.",
+        )
+
+
+class ScriptNotEstimable(QueryGuardError):
+    """A script whose dry run does not cover everything it would run (CALL, statements after DDL)."""
+
+    REASON = "script_not_estimable"
+
+    def __init__(self, why: str, tables: list[str], suggestion: str) -> None:
+        super().__init__(f"BigQuery cannot estimate this script as a whole: {why}", tables=tables, suggestion=suggestion)
+
+
+class ExternalQueryNotAllowed(QueryGuardError):
+    REASON = "external_query_not_allowed"
+
+    def __init__(self, tables: list[str]) -> None:
+        super().__init__(
+            "EXTERNAL_QUERY sends SQL to another database (Cloud SQL, Spanner, AlloyDB): BigQuery's dry run does not "
+            "estimate what it reads there, and this catalog does not allow it (allow_external_query in catalog.yaml)",
+            tables=tables,
+            suggestion="Query BigQuery tables instead, or ask the operator to set 'allow_external_query: true' in catalog.yaml.",
+        )
+
+
+class MixedLocations(QueryGuardError):
+    REASON = "mixed_locations"
+
+    def __init__(self, locations: dict[str, str], tables: list[str]) -> None:
+        listed = ", ".join(f"{dataset} ({location})" for dataset, location in locations.items())
+        super().__init__(
+            f"the query reads datasets in more than one location: {listed}; BigQuery runs a query in one location and "
+            "cannot read the others from there",
+            locations=locations, tables=tables,
+            suggestion="Query the datasets of one location at a time (copy or replicate the data into one location to join it).",
+        )
+
+
+class ParameterError(CatalogError):
+    """A ``--param NAME=TYPE:VALUE`` that is not one."""
+
+    def __init__(self, text: str, problem: str) -> None:
+        super().__init__(f"--param {text!r}: {problem} (expected NAME=TYPE:VALUE, e.g. country=STRING:CZ)")
 
 
 class PathNotRegistered(QueryGuardError):
@@ -129,6 +191,8 @@ class PathNotRegistered(QueryGuardError):
 
 
 class EstimateFailed(QueryGuardError):
+    """No estimate could be had (BigQuery unreachable, erroring, or rejecting the dry run): not a verdict on the query."""
+
     REASON = "remote_estimate_failed"
 
     def __init__(self, tables: list[str], underlying: str, underlying_original: str | None, suggestion: str) -> None:

@@ -48,6 +48,14 @@ def table_problem(name: str) -> str | None:
     )
 
 
+def family_problem(name: str) -> str | None:
+    """A wildcard table family: a valid table-name prefix followed by one ``*`` (``events_*``)."""
+    prefix = name[:-1]
+    if name.endswith("*") and prefix and not table_problem(prefix):
+        return None
+    return f"{name!r} is not a BigQuery wildcard table (a table-name prefix followed by one '*', e.g. events_*)"
+
+
 def location_problem(name: str) -> str | None:
     if _LOCATION.match(name):
         return None
@@ -71,8 +79,9 @@ def quote_region(project: str, location: str) -> str:
 
 
 def full_path(project: str, dataset: str, table: str) -> str:
-    """```project.dataset.table```: one backticked path, as BigQuery's console writes it."""
-    for problem in (project_problem(project), dataset_problem(dataset), table_problem(table)):
+    """```project.dataset.table```: one backticked path, as BigQuery's console writes it (``events_*`` allowed)."""
+    table_check = family_problem(table) if table.endswith("*") else table_problem(table)
+    for problem in (project_problem(project), dataset_problem(dataset), table_check):
         if problem:
             raise ValueError(problem)
     return f"`{project}.{dataset}.{table}`"

@@ -113,6 +113,11 @@ class Catalog:
                 return value
         return DEFAULT_MAX_SCAN_BYTES
 
+    @property
+    def guard_timeout_seconds(self) -> int:
+        """How long the guard may wait for BigQuery in all (CATALOG_GUARD_TIMEOUT_SECONDS)."""
+        return self.settings.guard_timeout_seconds
+
     # -- reading the cache (never calls BigQuery) -------------------------------------
 
     def rows(self, now: datetime | None = None) -> list[dict[str, Any]]:

@@ -20,8 +20,9 @@ class EntityType(StrEnum):
 
     @property
     def has_storage(self) -> bool:
-        # __TABLES__ reports 0 rows / 0 bytes for these; 0 would be a lie.
-        return self not in (EntityType.VIEW, EntityType.MATERIALIZED_VIEW, EntityType.EXTERNAL)
+        # A view and an external table store nothing in BigQuery: their rows and size are unknown, never 0.
+        # A materialized view does store its result, and BigQuery reports its rows and bytes.
+        return self not in (EntityType.VIEW, EntityType.EXTERNAL)
 
 
 # tables.get spells a base table "TABLE" and uses underscores.
@@ -61,6 +62,8 @@ class TableMetadata:
     partition_range: PartitionRange | None
     clustered_by: list[str]
     known_columns: list[str]
+    shard_count: int | None = None  # a wildcard family: how many tables it matches
+    newest_shard: str | None = None  # ... and the last of them by name (events_20260131)
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,17 @@ class TrackedTable:
 
     @property
     def location(self) -> tuple[str, str]:
+        """(project, dataset): where the table is, as a pair (not its BigQuery region)."""
         return (self.project, self.dataset)
+
+    @property
+    def is_family(self) -> bool:
+        """A wildcard table family (``events_*``): every table whose name starts with the prefix."""
+        return self.table.endswith("*")
+
+    def covers(self, name: str) -> bool:
+        """Whether ``name`` (a table, or a narrower wildcard such as ``events_2026*``) belongs to this family."""
+        return self.is_family and name.startswith(self.table[:-1])
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,8 @@ class CatalogRow:
     refreshed_at: datetime | None = None
     error_at: datetime | None = None
     error_msg: str | None = None
+    shard_count: int | None = None
+    newest_shard: str | None = None
 
 
 def discovered_table(project: str, dataset: str, name: str) -> TrackedTable:

@@ -22,7 +22,8 @@ from tickless.config.interpolate import InterpolationError, expand
 from tickless.config.problems import Problems
 from tickless.config.yamlfile import LineList, LineMap, YamlProblem, load_yaml
 
-TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples", "max_scan_bytes")
+TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples", "max_scan_bytes", "locations",
+            "allow_unestimated_projects", "allow_external_query")
 BIGQUERY_KEYS = ("project", "billing_project", "location")
 TABLE_KEYS = ("dataset", "table", "project", "name", "description", "where_examples")
 # Explicit ids have no dot, so they never collide with "dataset.table" ids of discovered tables.
@@ -42,9 +43,25 @@ class Registry:
     examples: tuple[Example, ...]  # global where_examples
     table_examples: Mapping[str, tuple[Example, ...]] = field(default_factory=dict)
     max_scan_bytes: int | None = None  # the cost guard's cap when CATALOG_MAX_SCAN_BYTES is unset
+    # (project, dataset) -> BigQuery location, as catalog.yaml's locations: says; others use location, or are discovered.
+    locations: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    allow_unestimated_projects: frozenset[str] = frozenset()  # the guard allows their tables without a dry run
+    allow_external_query: bool = False  # EXTERNAL_QUERY is refused unless the operator allows it
 
     def examples_for(self, table: TrackedTable) -> tuple[Example, ...]:
         return self.examples + tuple(self.table_examples.get(table.id, ()))
+
+    @property
+    def data_projects(self) -> set[str]:
+        """Every project the registry holds data in."""
+        return {self.project} | {table.project for table in self.tables} | {project for project, _ in self.datasets}
+
+    def configured_location(self, project: str, dataset: str) -> str | None:
+        """A dataset's location as catalog.yaml says: its locations: entry, else bigquery.location for the data projects."""
+        explicit = self.locations.get((project, dataset))
+        if explicit is not None:
+            return explicit
+        return self.location if project in self.data_projects else None
 
 
 class _Fields:
@@ -128,6 +145,9 @@ def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
     datasets = _read_datasets(fields, document, project)
     examples = fields.examples(document, "where_examples")
     max_scan_bytes = _read_max_scan_bytes(fields, document)
+    locations = _read_locations(fields, document, project)
+    unestimated = _read_projects(fields, document, "allow_unestimated_projects")
+    external = _read_flag(fields, document, "allow_external_query")
     if not tables and not datasets and not any(key in document for key in ("tables", "datasets")):
         problems.add(document.line, None, "nothing to track: add a 'tables:' mapping or a 'datasets:' list")
     if problems or project is None:
@@ -136,7 +156,75 @@ def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
         path=path, project=project, billing_project=billing or project, location=location,
         tables=tuple(table for table, _ in tables), datasets=datasets, examples=examples,
         table_examples={table.id: own for table, own in tables if own}, max_scan_bytes=max_scan_bytes,
+        locations=locations, allow_unestimated_projects=frozenset(unestimated), allow_external_query=external,
     )
+
+
+def _read_locations(fields: _Fields, document: LineMap, project: str | None) -> dict[tuple[str, str], str]:
+    """``locations: {analytics: US, other-proj.sales: europe-west3}``: a dataset (default project) -> its location."""
+    raw = document.get("locations")
+    if raw is None:
+        return {}
+    if not isinstance(raw, LineMap):
+        fields.problems.add(document.line_of("locations"), "locations",
+                            f"must be a mapping of dataset (or project.dataset) -> location, got {raw!r}")
+        return {}
+    found: dict[tuple[str, str], str] = {}
+    for key in raw:
+        line = raw.line_of(key)
+        owner, dot, dataset = str(key).rpartition(".")
+        owner = owner if dot else (project or "")
+        problem = identifiers.dataset_problem(dataset) or (identifiers.project_problem(owner) if dot else None)
+        if problem:
+            fields.problems.add(line, f"locations.{key}", problem)
+            continue
+        location = fields.identifier(raw, key, "locations.", identifiers.location_problem, required=True)
+        if location and owner:
+            found[(owner, dataset)] = location
+    return found
+
+
+def _read_projects(fields: _Fields, document: LineMap, key: str) -> list[str]:
+    raw = document.get(key)
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        fields.problems.add(document.line_of(key), key, f"must be a list of BigQuery project ids, got {raw!r}")
+        return []
+    found = []
+    for index, item in enumerate(raw):
+        line = raw.line_of(index) if isinstance(raw, LineList) else document.line_of(key)
+        try:
+            name = expand(item, fields.env).text.strip() if isinstance(item, str) else item
+        except InterpolationError as exc:
+            fields.problems.add(line, key, str(exc))
+            continue
+        if not isinstance(name, str):
+            fields.problems.add(line, key, f"each entry must be a project id, got {item!r}")
+            continue
+        if problem := identifiers.project_problem(name):
+            fields.problems.add(line, key, problem)
+            continue
+        found.append(name)
+    return found
+
+
+def _read_flag(fields: _Fields, document: LineMap, key: str) -> bool:
+    raw = document.get(key)
+    if raw is None:
+        return False
+    text = raw
+    if isinstance(raw, str):
+        try:
+            text = expand(raw, fields.env).text.strip().lower()
+        except InterpolationError as exc:
+            fields.problems.add(document.line_of(key), key, str(exc))
+            return False
+        text = {"true": True, "false": False}.get(str(text), text)
+    if not isinstance(text, bool):
+        fields.problems.add(document.line_of(key), key, f"must be true or false, got {raw!r}")
+        return False
+    return text
 
 
 def _read_max_scan_bytes(fields: _Fields, document: LineMap) -> int | None:
@@ -169,6 +257,11 @@ def _read_bigquery(fields: _Fields, document: LineMap) -> tuple[str | None, str 
     return project, billing, location
 
 
+def _table_or_family(name: str) -> str | None:
+    """A table name, or a wildcard family (``events_*``) tracked as one entry."""
+    return identifiers.family_problem(name) if "*" in name else identifiers.table_problem(name)
+
+
 def _read_tables(fields: _Fields, document: LineMap, project: str | None) -> list[tuple[TrackedTable, tuple[Example, ...]]]:
     raw = document.get("tables")
     if raw is None:
@@ -194,7 +287,7 @@ def _read_tables(fields: _Fields, document: LineMap, project: str | None) -> lis
         table_fields.problems.check_keys(spec, TABLE_KEYS)
         own_project = table_fields.identifier(spec, "project", "", identifiers.project_problem, required=False) or project
         dataset = table_fields.identifier(spec, "dataset", "", identifiers.dataset_problem, required=True)
-        table = table_fields.identifier(spec, "table", "", identifiers.table_problem, required=True)
+        table = table_fields.identifier(spec, "table", "", _table_or_family, required=True)
         name = table_fields.text(spec, "name", required=False)
         description = table_fields.text(spec, "description", required=False)
         own_examples = table_fields.examples(spec, "where_examples")

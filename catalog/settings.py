@@ -24,6 +24,10 @@ DEFAULT_REFRESH_INTERVAL = 4 * 60 * 60
 # The cost guard's cap: 5 GiB, about 0.03 USD at on-demand prices.
 DEFAULT_MAX_SCAN_BYTES = 5 * 1024**3
 MAX_SCAN_BYTES_RULE = "must be a non-negative integer (bytes; 0 disables the cost guard)"
+# The guard answers within this many seconds, BigQuery reachable or not (a person or an agent is waiting).
+DEFAULT_GUARD_TIMEOUT = 10
+# A whole refresh run ends within this (the shipped jobs.yaml gives the job 1800 s).
+DEFAULT_REFRESH_TIMEOUT = 900
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class CatalogSettings:
     refresh_interval_seconds: int
     emulator_endpoint: str | None  # "http://host:port" from BIGQUERY_EMULATOR_HOST
     max_scan_bytes: int | None = None  # CATALOG_MAX_SCAN_BYTES; None: catalog.yaml's, else the default
+    guard_timeout_seconds: int = DEFAULT_GUARD_TIMEOUT  # CATALOG_GUARD_TIMEOUT_SECONDS
+    refresh_timeout_seconds: int = DEFAULT_REFRESH_TIMEOUT  # CATALOG_REFRESH_TIMEOUT_SECONDS
 
     @property
     def fresh_threshold_seconds(self) -> int:
@@ -109,6 +115,8 @@ def load_settings(env: Mapping[str, str]) -> CatalogSettings:
     if problem:
         problems.note(problem)
     max_scan_bytes = _max_scan_bytes(env, problems)
+    guard_timeout = variables.seconds("CATALOG_GUARD_TIMEOUT_SECONDS", DEFAULT_GUARD_TIMEOUT, allow_zero=False)
+    refresh_timeout = variables.seconds("CATALOG_REFRESH_TIMEOUT_SECONDS", DEFAULT_REFRESH_TIMEOUT, allow_zero=False)
     if problems:
         raise ConfigError(problems)
-    return CatalogSettings(config_path, db_path, concurrency, interval, endpoint, max_scan_bytes)
+    return CatalogSettings(config_path, db_path, concurrency, interval, endpoint, max_scan_bytes, guard_timeout, refresh_timeout)

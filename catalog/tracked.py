@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from catalog.cache import Cache
 from catalog.errors import UnknownTableError
-from catalog.identifiers import table_problem
+from catalog.identifiers import family_problem, table_problem
 from catalog.models import CatalogRow, TrackedTable, discovered_table
 from catalog.registry import Registry
 from tickless.config.problems import closest
@@ -29,8 +29,7 @@ class TrackedTables:
     @property
     def data_projects(self) -> set[str]:
         """Every project the registry holds data in: a path in another project is not the catalog's."""
-        registry = self.registry
-        return {registry.project} | {table.project for table in registry.tables} | {project for project, _ in registry.datasets}
+        return self.registry.data_projects
 
     def explicit(self, table_id: str) -> TrackedTable | None:
         """A table the registry names, by registry id, ignoring case."""
@@ -92,13 +91,20 @@ class TrackedTables:
     def at_path(self, project: str | None, dataset: str, name: str) -> TrackedTable | None:
         """The tracked table at an exact BigQuery path, as a query writes it; ``project`` None for ``dataset.table``.
 
-        A name BigQuery could not track (a wildcard table ``events_*``) is never a tracked table.
+        A wildcard table (``events_*``, ``events_2026*``) or one shard (``events_20260101``) is tracked when a
+        registered family (``events_*``) covers it; an exact registry entry wins over a family.
         """
-        if table_problem(name):
+        wildcard = name.endswith("*")
+        if (family_problem(name) if wildcard else table_problem(name)):
             return None
         for table in self.registry.tables:
             if (table.dataset, table.table) == (dataset, name) and project in (None, table.project):
                 return table
+        for table in self.registry.tables:
+            if table.dataset == dataset and project in (None, table.project) and table.covers(name):
+                return table
+        if wildcard:
+            return None
         for owner, tracked in self.registry.datasets:
             if tracked == dataset and project in (None, owner):
                 return discovered_table(owner, tracked, name)

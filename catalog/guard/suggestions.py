@@ -28,6 +28,7 @@ class TargetFacts:
     clustered_by: tuple[str, ...]
     view_example: str | None = None  # an advertised where_example, for views
     lookup_error: str | None = None  # why entity_type is unknown
+    newest_shard: str | None = None  # a wildcard family's newest table, when a refresh has seen it
 
     @property
     def path(self) -> str:
@@ -45,7 +46,19 @@ def example_for(row: CatalogRow | None) -> str | None:
     return partition_example(row.partition_by, row.partition_type, row.partition_range)
 
 
+def suffix_example(family: str, newest_shard: str | None) -> str:
+    """A ``_TABLE_SUFFIX`` filter for a family: the last 7 days for date-named shards, else the newest shard."""
+    suffix = newest_shard[len(family) - 1:] if newest_shard else None
+    if suffix is None or (len(suffix) == 8 and suffix.isdigit()):
+        return "_TABLE_SUFFIX >= FORMAT_DATE('%Y%m%d', DATE_SUB(CURRENT_DATE(), INTERVAL 7 DAY))"
+    return f"_TABLE_SUFFIX = '{suffix}'"
+
+
 def _advice(fact: TargetFacts) -> str | None:
+    if fact.table.is_family:
+        newest = f"; its newest shard is {fact.newest_shard}" if fact.newest_shard else ""
+        return (f"filter on _TABLE_SUFFIX so fewer tables of the family {fact.path} are read "
+                f"(e.g. WHERE {suffix_example(fact.table.table, fact.newest_shard)}{newest})")
     if fact.is_view:
         example = f"; one of its where_examples: {fact.view_example}" if fact.view_example else ""
         return (f"filter {fact.table.id} in WHERE (BigQuery does push WHERE filters into a view, so a filter on the column "

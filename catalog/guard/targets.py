@@ -1,18 +1,19 @@
 """The guard's targets: SQL text -> the tables it reads, matched to the tracked tables, and the rewrite a dry run needs.
 
-Parsed with sqlglot's BigQuery dialect. A table is a registry id written as a
-bare name (ids ignore case), ``dataset.table`` or ``project.dataset.table``
-(backticked whole, per part, or plain; BigQuery paths match exactly). CTE
-names (where the CTE is visible: resolved by scope) and UNNEST aliases
-(explicit, or implicit as in ``FROM t, t.items`` or ``JOIN t.items``, where
-``t`` is declared earlier in the same FROM/JOIN chain or in an enclosing
-query) are not tables. A name
-BigQuery could not track, such as a wildcard table ``events_*``, is never a
-tracked table.
+The text is first split into pieces (``catalog.guard.script``: scripts,
+procedural statements, BigQuery ML's ``MODEL`` and ``TABLE`` arguments),
+then each piece is parsed with sqlglot's BigQuery dialect. A table is a
+registry id written as a bare name (ids ignore case), ``dataset.table`` or
+``project.dataset.table`` (backticked whole, per part, or plain; BigQuery
+paths match exactly); a wildcard table (``events_*``, ``events_2026*``) or
+one shard of a registered family is that family. CTE names (where the CTE
+is visible: resolved by scope), UNNEST aliases and array paths (implicit
+UNNEST: ``FROM t, t.items``, ``JOIN t.items``), temp tables the script
+created, models, and the names of routines being created are not tables.
 
-The rewrite replaces each bare registry id and each tracked ``dataset.table``
-by its full backticked path, in place: every other character of the
-caller's SQL (WHERE, comments, layout) stays as written.
+The rewrite replaces each bare registry id and each tracked
+``dataset.table`` by its full backticked path, in place: every other
+character of the caller's SQL (WHERE, comments, layout) stays as written.
 """
 
 from __future__ import annotations
@@ -22,22 +23,28 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from sqlglot.errors import ParseError, SqlglotError
 
 from catalog.errors import InvalidSql
+from catalog.guard.script import Piece, Script, split_script, tokenize
 from catalog.guard.sql_scopes import not_tables, outside_scopes
 from catalog.identifiers import full_path
 from catalog.models import TrackedTable
 from catalog.tracked import TrackedTables
 
 DIALECT = "bigquery"
-_POSITION = re.compile(r"(\d+):(\d+)")
 ROUTINES = frozenset({"FUNCTION", "TABLE FUNCTION", "PROCEDURE"})
+# Statements whose tables the guard can read, as sqlglot parses them.
+READABLE = (exp.Query, exp.DML, exp.Create, exp.Drop, exp.Alter, exp.TruncateTable, exp.Export, exp.LoadData,
+            exp.Transaction, exp.Commit, exp.Rollback)
+# Statements sqlglot keeps as text whose tables the guard reads from the tokens: CLONE/LIKE/COPY sources and AS queries.
+_SOURCES = {"CLONE", "LIKE", "COPY"}
+_WHAT_IT_GOT = re.compile(r"\s+")
 
 
 @dataclass
 class Targets:
-    """What one query reads, sorted out against the registry."""
+    """What one query (or script) reads, sorted out against the registry."""
 
     sql: str  # the caller's text
     rewritten: str  # registry ids and tracked dataset.table as full paths
@@ -47,57 +54,104 @@ class Targets:
     metadata: list[str] = field(default_factory=list)  # INFORMATION_SCHEMA views: billed, so always dry-run
     selects_star: bool = False
     has_limit: bool = False
+    datasets: list[tuple[str, str]] = field(default_factory=list)  # (project, dataset) of every path read or written
+    regions: list[str] = field(default_factory=list)  # region-qualified INFORMATION_SCHEMA (`region-eu`)
+    external: bool = False  # EXTERNAL_QUERY(...)
+    reads_after_ddl: list[str] = field(default_factory=list)  # tables a script reads after its first DDL statement
+    script: Script = field(default_factory=Script)
 
     @property
     def tables(self) -> list[str]:
         """``dataset.table`` of every tracked target."""
         return list(dict.fromkeys(f"{table.dataset}.{table.table}" for table in self.tracked))
 
+    @property
+    def families(self) -> list[TrackedTable]:
+        return [table for table in self.tracked if table.is_family]
 
-def parse(sql: str) -> list[exp.Expr]:
-    """The statements of ``sql``; InvalidSql (with the parser's line and column) when it does not parse."""
+    def _dataset(self, project: str, dataset: str) -> None:
+        if (project, dataset) not in self.datasets:
+            self.datasets.append((project, dataset))
+
+
+def _position(text: str, line: int | None, column: int | None) -> int | None:
+    """The offset of a 1-based line and column in ``text``."""
+    if line is None or column is None:
+        return None
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    return sum(len(before) + 1 for before in lines[:line - 1]) + max(column - 1, 0)
+
+
+def _line_column(sql: str, offset: int) -> tuple[int, int]:
+    before = sql[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
+def parse_piece(piece: Piece, sql: str) -> list[exp.Expr]:
+    """The statements of one piece; InvalidSql at the caller's line and column when it does not parse."""
+    text = piece.prefix + piece.text
     try:
-        statements = [statement for statement in sqlglot.parse(sql, read=DIALECT) if statement is not None]
+        statements = [statement for statement in sqlglot.parse(text, read=DIALECT)
+                      if statement is not None and not isinstance(statement, exp.Semicolon)]
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
-        raise InvalidSql(str(first.get("description", exc)), first.get("line"), first.get("col")) from None
-    except TokenError as exc:
-        cause = str(exc.__cause__ or exc)
-        found = _POSITION.search(cause)
-        line, column = (int(found.group(1)), int(found.group(2))) if found else (None, None)
-        raise InvalidSql(f"cannot split it into tokens ({cause})", line, column) from None
-    if not statements:
-        raise InvalidSql("there is no SQL statement in it", None, None)
-    for statement in statements:
-        # sqlglot keeps what it cannot parse as an opaque Command (EXECUTE
-        # IMMEDIATE, CALL) and reads a typo such as "SELEC * FRM t" as a bare
-        # expression: the tables of either are unknowable, so neither may pass
-        # as "reads no tracked table".
-        if not isinstance(statement, (exp.Query, exp.DML, exp.Create)):
-            text = statement.sql(dialect=DIALECT)[:60]
-            raise InvalidSql(f"{text!r} is not a query or DML statement the guard can read tables from", None, None)
+        offset = _position(text, first.get("line"), first.get("col"))
+        line, column = (None, None)
+        if offset is not None:
+            line, column = _line_column(sql, max(piece.start, piece.start + offset - len(piece.prefix)))
+        raise InvalidSql(str(first.get("description", exc)), line, column) from None
+    except RecursionError:
+        raise InvalidSql("it is nested too deeply to read", piece.line, piece.column) from None
+    except SqlglotError as exc:
+        raise InvalidSql(str(exc), piece.line, piece.column) from None
     return statements
-
-
-def _span(table: exp.Table) -> tuple[int, int] | None:
-    """Offsets (inclusive) of the table reference in the caller's text, backticks included."""
-    starts = [part.meta.get("start") for part in table.parts]
-    ends = [part.meta.get("end") for part in table.parts]
-    offsets = [value for value in starts + ends if isinstance(value, int)]
-    if len(offsets) != len(starts) + len(ends):
-        return None
-    return min(offsets[:len(starts)]), max(offsets[len(starts):])
 
 
 def find_targets(sql: str, tracked: TrackedTables) -> Targets:
     """Every table ``sql`` reads, matched to the tracked tables, and the rewritten text."""
-    statements = parse(sql)
-    data_projects = tracked.data_projects
-    found = Targets(sql=sql, rewritten=sql)
-    edits: list[tuple[int, int, str]] = []
-    temps: set[str] = set()  # temp tables created earlier in the script
-    for statement in statements:
-        destination = _destination(statement)
+    script = split_script(sql)
+    if not script.statements:
+        raise InvalidSql("there is no SQL statement in it", None, None)
+    try:
+        return _Finder(sql, tracked, script).run()
+    except RecursionError:  # a tree sqlglot built but cannot walk: refused like any unreadable text
+        raise InvalidSql("it is nested too deeply to read", None, None) from None
+
+
+class _Finder:
+    def __init__(self, sql: str, tracked: TrackedTables, script: Script) -> None:
+        self.sql = sql
+        self.tracked = tracked
+        self.data_projects = tracked.data_projects
+        self.found = Targets(sql=sql, rewritten=sql, script=script)
+        self.edits: list[tuple[int, int, str]] = []
+        self.temps: set[str] = set()  # temp tables created earlier in the script
+
+    def run(self) -> Targets:
+        for piece in self.found.script.pieces:
+            for statement in parse_piece(piece, self.sql):
+                self._statement(statement, piece)
+            for arg in piece.table_args:
+                self._path(arg.parts, (arg.start, arg.end), piece, bare_in_from=False)
+        rewritten = self.sql
+        for start, end, text in sorted(set(self.edits), reverse=True):
+            rewritten = rewritten[:start] + text + rewritten[end + 1:]
+        self.found.rewritten = rewritten
+        return self.found
+
+    # -- one statement -------------------------------------------------------------------------------
+    def _statement(self, statement: exp.Expr, piece: Piece) -> None:
+        if isinstance(statement, exp.Command):
+            self._command(statement, piece)
+            return
+        if not isinstance(statement, READABLE):
+            # A typo such as "SELEC * FRM t" parses as a bare expression: its tables are unknowable.
+            text = _WHAT_IT_GOT.sub(" ", piece.text.strip())[:60]
+            raise InvalidSql(f"{text!r} is not a query, DML, DDL or script statement", piece.line, piece.column)
+        found = self.found
+        destinations = _destinations(statement)
         ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
         scoped = not_tables(statement)
         found.has_limit = found.has_limit or statement.find(exp.Limit) is not None
@@ -106,38 +160,157 @@ def find_targets(sql: str, tracked: TrackedTables) -> Targets:
             for select in statement.find_all(exp.Select) for item in select.expressions
         )
         # In the order they are written, not the order of sqlglot's tree walk.
-        for table in sorted(statement.find_all(exp.Table), key=lambda node: (_span(node) or (0, 0))[0]):
-            parts = _path_parts(table, sql)
+        for table in sorted(statement.find_all(exp.Table), key=lambda node: (self._span(node, piece) or (0, 0))[0]):
+            span = self._span(table, piece)
+            if span is not None and any(start <= span[0] <= end for start, end in piece.masked):
+                continue  # a MODEL argument (sqlglot turns the masked literal into a Table of ML.PREDICT)
+            if (isinstance(table.this, exp.Func) and table.this.name.upper() == "EXTERNAL_QUERY") or (
+                    isinstance(table.this, exp.Anonymous) and str(table.this.this).upper() == "EXTERNAL_QUERY"):
+                found.external = True
+                continue
+            parts = self._parts(table, span)
             if parts is None:
-                continue  # an unqualified table-valued built-in (EXTERNAL_QUERY, ...) or ML.*
-            if id(table) in (scoped or set()):
+                continue  # an unqualified table-valued built-in (UNNEST, VECTOR_SEARCH, ...) or ML.*
+            if id(table) in (scoped or set()) or outside_scopes(table, scoped, ctes):
                 continue  # a CTE, or an array path
-            if outside_scopes(table, scoped, ctes):
-                continue  # a CTE name, where sqlglot could not tell scopes
-            if len(parts) == 1 and parts[0].lower() in temps:
-                continue  # a temp table the script created earlier
-            if table is destination and (_is_routine(statement) or _is_temp(statement)):
+            written = id(table) in destinations
+            if written and (_is_routine(statement) or _is_temp(statement)):
                 continue  # the name of a function, procedure or temp table being created
-            edit = _classify(table, parts, sql, tracked, data_projects, found, written=table is destination)
-            if edit is not None:
-                edits.append(edit)
-        if destination is not None and _is_temp(statement):
-            temps.add(destination.name.lower())
-    rewritten = sql
-    for start, end, text in sorted(set(edits), reverse=True):
-        rewritten = rewritten[:start] + text + rewritten[end + 1:]
-    found.rewritten = rewritten
-    return found
+            if self._temp(parts):
+                if not written and piece.after_ddl:
+                    found.reads_after_ddl.append(".".join(parts))
+                continue  # a temp table the script created earlier
+            bare_in_from = not table.alias and isinstance(table.parent, (exp.From, exp.Join))
+            self._path(parts, span, piece, bare_in_from=bare_in_from, written=written)
+        if _is_temp(statement) and isinstance(statement, exp.Create):
+            target = statement.this.this if isinstance(statement.this, exp.Schema) else statement.this
+            if isinstance(target, exp.Table):
+                self.temps.add(target.name.lower())
+
+    def _command(self, statement: exp.Command, piece: Piece) -> None:
+        """A statement sqlglot keeps as text (``CREATE SNAPSHOT TABLE ... CLONE t``): sources and AS query from tokens."""
+        words = piece.text.split(None, 3)
+        if not words or words[0].upper() not in ("CREATE", "ALTER"):
+            text = _WHAT_IT_GOT.sub(" ", piece.text.strip())[:60]
+            raise InvalidSql(f"{text!r} is not a statement the guard can read tables from", piece.line, piece.column)
+        tokens = tokenize(piece.text)
+        for index, token in enumerate(tokens):
+            word = token.text.upper() if token.token_type.name not in ("STRING", "IDENTIFIER") else ""
+            if word in _SOURCES and index + 1 < len(tokens):
+                last = index + 1
+                while last + 1 < len(tokens) and tokens[last + 1].start == tokens[last].end + 1:
+                    last += 1
+                start, end = piece.start + tokens[index + 1].start, piece.start + tokens[last].end
+                parts = [part.strip() for part in self.sql[start:end + 1].replace("`", "").split(".")]
+                self._path(parts, (start, end), piece, bare_in_from=False)
+            elif word == "AS" and index + 1 < len(tokens) and tokens[index + 1].text.upper() in ("SELECT", "WITH", "("):
+                query = Piece(piece.start + tokens[index + 1].start, piece.text[tokens[index + 1].start:],
+                              after_ddl=piece.after_ddl, in_routine=piece.in_routine, masked=piece.masked,
+                              line=piece.line, column=piece.column)
+                for inner in parse_piece(query, self.sql):
+                    self._statement(inner, query)
+                return
+
+    # -- one path ------------------------------------------------------------------------------------
+    def _temp(self, parts: list[str]) -> bool:
+        return (len(parts) == 1 and parts[0].lower() in self.temps) or (len(parts) == 2 and parts[0].upper() == "_SESSION")
+
+    def _path(self, parts: list[str], span: tuple[int, int] | None, piece: Piece, *, bare_in_from: bool,
+              written: bool = False) -> None:
+        """Record the table at ``parts`` in ``found``, and the in-place edit that fully qualifies it, if it needs one.
+
+        ``written``: the destination of DML or DDL, not a read: counted (and rewritten) when tracked,
+        never refused or listed when it is not.
+        """
+        found = self.found
+        text = ".".join(parts)
+        if not written and piece.after_ddl:
+            found.reads_after_ddl.append(text)
+        flat = [name for part in parts for name in part.split(".")]
+        upper = [name.upper() for name in flat]
+        if "INFORMATION_SCHEMA" in upper:
+            at = upper.index("INFORMATION_SCHEMA")
+            region = next((name for name in flat[:at] if name.lower().startswith("region-")), None)
+            if region:
+                found.regions.append(region[len("region-"):])
+            elif at >= 1:
+                found._dataset(flat[at - 2] if at >= 2 else self.tracked.registry.project, flat[at - 1])
+            if not written:  # finance.INFORMATION_SCHEMA.COLUMNS, `region-eu`.INFORMATION_SCHEMA.JOBS: never registered
+                found.metadata.append(text)
+            return
+        table: TrackedTable | None = None
+        if len(parts) == 1:
+            table = self.tracked.explicit(parts[0])
+        elif len(parts) == 2:
+            table = self.tracked.at_path(None, parts[0], parts[1])
+        elif len(parts) == 3:
+            table = self.tracked.at_path(parts[0], parts[1], parts[2])
+            if table is None and parts[0] not in self.data_projects:
+                if not written:  # an untracked destination's location is BigQuery's to check, not worth a call
+                    found._dataset(parts[0], parts[1])
+                    found.foreign.append(text)
+                return
+        if table is None:
+            if not written:
+                found.unregistered.append(text)
+            return
+        found._dataset(table.project, table.dataset)
+        if table not in found.tracked:
+            found.tracked.append(table)
+        if len(parts) == 3 or span is None:
+            return
+        start, end = span
+        name = parts[-1] if len(parts) == 2 else table.table
+        replacement = full_path(table.project, table.dataset, name)
+        # A bare id was also the implicit alias; keep it valid when the id is not the table's name.
+        if len(parts) == 1 and bare_in_from and parts[0].lower() != table.table.lower():
+            replacement += f" AS {self.sql[start:end + 1]}"
+        self.edits.append((start, end, replacement))
+
+    # -- positions -----------------------------------------------------------------------------------
+    @staticmethod
+    def _span(table: exp.Table, piece: Piece) -> tuple[int, int] | None:
+        """Offsets (inclusive) of the table reference in the caller's text, backticks included."""
+        starts = [part.meta.get("start") for part in table.parts]
+        ends = [part.meta.get("end") for part in table.parts]
+        offsets = [value for value in starts + ends if isinstance(value, int)]
+        if len(offsets) != len(starts) + len(ends) or not offsets:
+            return None
+        shift = piece.start - len(piece.prefix)
+        start, end = min(offsets[:len(starts)]), max(offsets[len(starts):])
+        if start < len(piece.prefix):
+            return None
+        return start + shift, end + shift
+
+    def _parts(self, table: exp.Table, span: tuple[int, int] | None) -> list[str] | None:
+        """The path of a table or of a qualified table-valued function (``finance.recent(7)``).
+
+        None for what reads no path of its own: an unqualified table-valued built-in and ML.*
+        (the tables passed to them are Table nodes of their own).
+        """
+        if isinstance(table.this, exp.Identifier):
+            return [part.name for part in table.parts]
+        if not isinstance(table.this, exp.Func):
+            return None
+        if not table.catalog and table.db.upper() == "ML":
+            return None
+        if span is None:
+            return None
+        # The name as written (sqlglot may have turned it into a function it knows): backticks off, split on dots.
+        parts = [part.strip() for part in self.sql[span[0]:span[1] + 1].replace("`", "").split(".")]
+        return parts if len(parts) > 1 and all(parts) else None
 
 
-def _destination(statement: exp.Expr) -> exp.Table | None:
-    """The table (or routine) a statement creates or writes: not a read, though a tracked one is still dry-run."""
-    if not isinstance(statement, (exp.Insert, exp.Create, exp.Merge, exp.Update, exp.Delete)):
-        return None
+def _destinations(statement: exp.Expr) -> set[int]:
+    """ids of the tables a statement creates, changes or drops: not reads, though a tracked one is still dry-run."""
+    if isinstance(statement, (exp.Drop, exp.TruncateTable)):
+        return {id(table) for table in statement.find_all(exp.Table) if table.parent is statement}
+    if not isinstance(statement, (exp.Insert, exp.Create, exp.Merge, exp.Update, exp.Delete, exp.Alter, exp.LoadData)):
+        return set()
     target = statement.this
     if isinstance(target, (exp.Schema, exp.UserDefinedFunction)):
         target = target.this
-    return target if isinstance(target, exp.Table) else None
+    return {id(target)} if isinstance(target, exp.Table) else set()
 
 
 def _is_routine(statement: exp.Expr) -> bool:
@@ -152,70 +325,14 @@ def _is_temp(statement: exp.Expr) -> bool:
         and any(isinstance(item, exp.TemporaryProperty) for item in properties.expressions)
 
 
-def _path_parts(table: exp.Table, sql: str) -> list[str] | None:
-    """The path of a table or of a qualified table-valued function (``finance.recent(7)``).
-
-    None for what reads no path of its own: an unqualified table-valued
-    built-in (EXTERNAL_QUERY, VECTOR_SEARCH, ...; UNNEST is no Table node) and
-    ML.* (the tables passed to them are Table nodes of their own).
-    """
-    if isinstance(table.this, exp.Identifier):
-        return [part.name for part in table.parts]
-    if not isinstance(table.this, exp.Func):
-        return None
-    if not table.catalog and table.db.upper() == "ML":
-        return None
-    span = _span(table)
-    if span is None:
-        return None
-    # The name as written (sqlglot may have turned it into a function it knows): backticks off, split on dots.
-    parts = [part for part in sql[span[0]:span[1] + 1].replace("`", "").split(".")]
-    parts = [part.strip() for part in parts]
-    return parts if len(parts) > 1 and all(parts) else None
-
-
-def _classify(
-    table: exp.Table, parts: list[str], sql: str, tables: TrackedTables, data_projects: set[str], found: Targets, *,
-    written: bool = False,
-) -> tuple[int, int, str] | None:
-    """Record ``table`` (whose path is ``parts``) in ``found``; the in-place edit that fully qualifies it, if it needs one.
-
-    ``written``: the destination of DML or CREATE, not a read: counted (and
-    rewritten) when tracked, never refused or listed when it is not.
-    """
-    text = ".".join(parts)
-    if any(part.upper().split(".")[0] == "INFORMATION_SCHEMA" for part in parts):
-        if not written:  # finance.INFORMATION_SCHEMA.COLUMNS, `region-eu`.INFORMATION_SCHEMA.JOBS: never registered
-            found.metadata.append(text)
-        return None
-    tracked: TrackedTable | None = None
-    if len(parts) == 1:
-        tracked = tables.explicit(parts[0])
-        if tracked is None:
-            if not written:
-                found.unregistered.append(text)
-            return None
-    elif len(parts) == 2:
-        tracked = tables.at_path(None, parts[0], parts[1])
-    elif len(parts) == 3:
-        tracked = tables.at_path(parts[0], parts[1], parts[2])
-        if tracked is None and parts[0] not in data_projects:
-            if not written:
-                found.foreign.append(text)
-            return None
-    if tracked is None:
-        if not written:
-            found.unregistered.append(text)
-        return None
-    if tracked not in found.tracked:
-        found.tracked.append(tracked)
-    span = _span(table)
-    if len(parts) == 3 or span is None:
-        return None
-    start, end = span
-    replacement = full_path(tracked.project, tracked.dataset, tracked.table)
-    # A bare id was also the implicit alias; keep it valid when the id is not the table's name.
-    if len(parts) == 1 and not table.alias and isinstance(table.parent, (exp.From, exp.Join)) \
-            and parts[0].lower() != tracked.table.lower():
-        replacement += f" AS {sql[start:end + 1]}"
-    return start, end, replacement
+def parse(sql: str) -> list[exp.Expr]:
+    """The statements of ``sql`` sqlglot can parse (procedural statements aside); InvalidSql when it does not parse."""
+    script = split_script(sql)
+    if not script.statements:
+        raise InvalidSql("there is no SQL statement in it", None, None)
+    statements = [statement for piece in script.pieces if piece.statement for statement in parse_piece(piece, sql)]
+    for statement in statements:
+        if not isinstance(statement, (*READABLE, exp.Command)):
+            text = _WHAT_IT_GOT.sub(" ", statement.sql(dialect=DIALECT))[:60]
+            raise InvalidSql(f"{text!r} is not a query, DML, DDL or script statement", None, None)
+    return statements

@@ -48,7 +48,8 @@ def refresh_catalog(catalog: Catalog, tables: Sequence[str] | None = None, *, ra
     try:
         # The lock first: a refresh that loses it returns at once, without opening the cache or connecting.
         with RefreshLock(catalog.settings.db_path, summary.run_id, summary.started_at):
-            Refresher(catalog.registry, catalog.cache, catalog.client, catalog.settings.concurrency, catalog.clock).run(summary, only)
+            Refresher(catalog.registry, catalog.cache, catalog.client, catalog.settings.concurrency, catalog.clock).run(
+                summary, only, catalog.settings.refresh_timeout_seconds)
     except AlreadyRunning as running:
         logger.info("catalog refresh skipped: run %s (started %s) is still running", running.holder.run_id, running.holder.started_at)
         return RefreshSummary(run_id=running.holder.run_id or "", started_at=running.holder.started_at or "",

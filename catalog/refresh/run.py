@@ -80,6 +80,7 @@ class _Unit:
     dataset: str
     tables: dict[str, list[TrackedTable]] = field(default_factory=dict)
     whole: bool = False
+    region: str | None = None  # the dataset's location, when known before the run
 
 
 class Refresher:
@@ -93,14 +94,24 @@ class Refresher:
         self.concurrency = concurrency
         self.clock = clock
 
-    def run(self, summary: RefreshSummary, only: list[TrackedTable] | None) -> RefreshSummary:
+    def run(self, summary: RefreshSummary, only: list[TrackedTable] | None, timeout: float | None = None) -> RefreshSummary:
         started = time.monotonic()
         calls_before = self.source.calls
+        with self.source.time_limit(timeout):
+            self._run(summary, only)
+        summary.duration_ms = int((time.monotonic() - started) * 1000)
+        summary.bigquery_calls = self.source.calls - calls_before
+        return summary
+
+    def _run(self, summary: RefreshSummary, only: list[TrackedTable] | None) -> None:
         units = self._plan(only)
+        for unit in units:
+            unit.region = self._location(unit.project, unit.dataset)
         storage = self._region_storage(units)
         workers = max(1, min(self.concurrency, len(units)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="catalog-refresh") as pool:
-            futures = [(unit, pool.submit(self._refresh_unit, unit, storage.get(unit.project))) for unit in units]
+            futures = [(unit, pool.submit(self._refresh_unit, unit, storage.get((unit.project, unit.region or ""))))
+                       for unit in units]
             for unit, future in futures:
                 try:
                     outcomes = future.result()
@@ -116,9 +127,10 @@ class Refresher:
                     else:
                         summary.failed += 1
                         summary.failures[table_id] = message
-        summary.duration_ms = int((time.monotonic() - started) * 1000)
-        summary.bigquery_calls = self.source.calls - calls_before
-        return summary
+
+    def _location(self, project: str, dataset: str) -> str | None:
+        """Where a dataset lives: catalog.yaml, else what an earlier refresh or guard learned; None: BigQuery finds it."""
+        return self.registry.configured_location(project, dataset) or self.cache.dataset_location(project, dataset)
 
     def _plan(self, only: list[TrackedTable] | None) -> list[_Unit]:
         units: dict[tuple[str, str], _Unit] = {}
@@ -130,33 +142,41 @@ class Refresher:
             unit.tables.setdefault(table.table, []).append(table)
         return list(units.values())
 
-    def _region_storage(self, units: list[_Unit]) -> dict[str, dict[str, Sizes]]:
-        """One TABLE_STORAGE query per project when the location is known; {} means use __TABLES__."""
-        location = self.registry.location
-        if not location:
-            return {}
-        found: dict[str, dict[str, Sizes]] = {}
-        for project in sorted({unit.project for unit in units}):
+    def _region_storage(self, units: list[_Unit]) -> dict[tuple[str, str], dict[str, Sizes]]:
+        """One TABLE_STORAGE query per project and region whose datasets' location is known; the others use __TABLES__."""
+        regions = sorted({(unit.project, unit.region) for unit in units if unit.region})
+        found: dict[tuple[str, str], dict[str, Sizes]] = {}
+        for project, region in regions:
+            if region is None:
+                continue
             try:
-                datasets = [unit.dataset for unit in units if unit.project == project]
-                found[project] = fetch_region_storage(self.source, project, location, datasets)
+                datasets = [unit.dataset for unit in units if (unit.project, unit.region) == (project, region)]
+                found[(project, region)] = fetch_region_storage(self.source, project, region, datasets)
             except BigQueryError as exc:
-                logger.warning("project %s: region-%s TABLE_STORAGE unavailable (%s); using __TABLES__ per dataset", project, location, exc)
+                logger.warning("project %s: region-%s TABLE_STORAGE unavailable (%s); using __TABLES__ per dataset",
+                               project, region, exc.summary)
         return found
 
     def _refresh_unit(self, unit: _Unit, storage: dict[str, Sizes] | None) -> list[Outcome]:
         names = None if unit.whole else sorted(unit.tables)
+        families = [name for name in unit.tables if name.endswith("*")]
         try:
-            sizes = None if storage is None else storage.get(unit.dataset, {})
-            result = fetch_dataset(self.source, unit.project, unit.dataset, names, sizes)
+            left = self.source.remaining()
+            if left is not None and left <= 0:
+                raise BigQueryError("the refresh ran out of time before this dataset (CATALOG_REFRESH_TIMEOUT_SECONDS)",
+                                    reason="deadlineExceeded", status=None, permanent=False)
+            sizes = None if storage is None else storage.get(unit.dataset)  # absent: another region, or too new
+            result = fetch_dataset(self.source, unit.project, unit.dataset, names, sizes, unit.region, families)
         except BigQueryError as exc:
-            logger.warning("dataset %s.%s failed: %s", unit.project, unit.dataset, exc)
+            logger.warning("dataset %s.%s failed: %s", unit.project, unit.dataset, exc.summary)
             return self._fail_unit(unit, exc.summary)
+        if result.location and unit.region is None and self.registry.configured_location(unit.project, unit.dataset) is None:
+            self.cache.record_dataset_location(unit.project, unit.dataset, result.location, self.clock())
         return self._record(unit, result)
 
     def _fail_unit(self, unit: _Unit, message: str) -> list[Outcome]:
         known = self._known_tables(unit)
-        outcomes = [self._fail(table, message) for tables in known.values() for table in tables]
+        outcomes = [self._fail(table, message, log=False) for tables in known.values() for table in tables]
         if unit.whole and not any(table.discovered for tables in known.values() for table in tables):
             # Tracked whole, and none of its tables is known yet: no row would carry the failure.
             key = f"dataset:{unit.project}.{unit.dataset}"
@@ -206,7 +226,7 @@ class Refresher:
         """A discovered table with no cache row: nothing says it exists."""
         return table.discovered and self.cache.get(table.id) is None
 
-    def _fail(self, table: TrackedTable, message: str, *, listed: bool = False) -> Outcome:
+    def _fail(self, table: TrackedTable, message: str, *, listed: bool = False, log: bool = True) -> Outcome:
         """The stable text (no request URL or job id: the same failure always reads the same), at most 512 characters.
 
         ``listed``: BigQuery named the table. A discovered table it did not name gets no row until it does.
@@ -214,5 +234,6 @@ class Refresher:
         message = message[:ERROR_MSG_LIMIT]
         if listed or not self._unknown(table):
             self.cache.record_error(table, message, self.clock())
-        logger.warning("table %s failed: %s", table.id, message)
+        if log:  # a whole dataset's failure is one line (in _refresh_unit), not one per table
+            logger.warning("table %s failed: %s", table.id, message)
         return (table.id, RefreshOutcome.FAILED, message)

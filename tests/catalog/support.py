@@ -89,6 +89,7 @@ class Seen:
     dataset: str
     params: dict[str, list[str]]
     sql: str = ""
+    location: str | None = None  # the location the request asked to run in
 
 
 def error_body(status: int, reason: str, message: str) -> dict[str, Any]:
@@ -112,7 +113,7 @@ class FakeBigQuery:
         self.seen: list[Seen] = []
         self.http_requests = 0
         self.lock = threading.Lock()
-        self.pages: dict[str, list[dict[str, Any]]] = {}
+        self.pages: dict[str, dict[str, Any]] = {}
         self.before_query: Callable[[Seen], None] | None = None
         self.in_flight = 0
         self.max_in_flight = 0
@@ -124,10 +125,17 @@ class FakeBigQuery:
         self.job_failures: list[Failure] = []
         self.jobs: dict[str, dict[str, Any]] = {}  # job id -> its status, for jobs not done at once
         self.cancelled: list[str] = []
+        # Where each dataset lives (datasets.get, and the location a query on it runs in); EU unless said.
+        self.locations: dict[tuple[str, str], str] = {}
 
     # -- arranging -----------------------------------------------------------
-    def add(self, dataset: str, *tables: Table, project: str = PROJECT) -> None:
+    def add(self, dataset: str, *tables: Table, project: str = PROJECT, location: str | None = None) -> None:
         self.datasets.setdefault((project, dataset), {}).update({table.name: table for table in tables})
+        if location:
+            self.locations[(project, dataset)] = location
+
+    def location_of(self, project: str, dataset: str) -> str:
+        return self.locations.get((project, dataset), "EU")
 
     def drop(self, dataset: str, name: str, project: str = PROJECT) -> None:
         del self.datasets[(project, dataset)][name]
@@ -179,6 +187,9 @@ class FakeBigQuery:
         match = re.fullmatch(r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", path)
         if method == "GET" and match:
             return self._tables_get(*match.groups())
+        match = re.fullmatch(r"/projects/([^/]+)/datasets/([^/]+)", path)
+        if method == "GET" and match:
+            return self._datasets_get(*match.groups())
         raise UnmatchedRequest(f"fake BigQuery does not serve {method} {url}")
 
     def _job(self, job: str) -> dict[str, Any]:
@@ -234,7 +245,7 @@ class FakeBigQuery:
             param["name"]: [item["value"] for item in param["parameterValue"].get("arrayValues", [])]
             for param in request.get("queryParameters", [])
         }
-        seen = Seen(_KINDS[view], project, dataset, params, sql)
+        seen = Seen(_KINDS[view], project, dataset, params, sql, request.get("location"))
         with self.lock:
             self.seen.append(seen)
             self.in_flight += 1
@@ -253,17 +264,18 @@ class FakeBigQuery:
             handlers = {"TABLES": self._rows_tables, "COLUMNS": self._rows_columns,
                         "__TABLES__": self._rows_dunder_tables, "TABLE_STORAGE": self._rows_table_storage}
             fields, rows = handlers[seen.kind](project, dataset, params)
-            return 200, self._paged(fields, rows)
+            where = dataset.removeprefix("region-").upper() if seen.kind == "TABLE_STORAGE" else self.location_of(project, dataset)
+            return 200, self._paged(fields, rows, where)
         finally:
             with self.lock:
                 self.in_flight -= 1
 
-    def _paged(self, fields: dict[str, Any], rows: list[list[Any]]) -> dict[str, Any]:
+    def _paged(self, fields: dict[str, Any], rows: list[list[Any]], location: str = "EU") -> dict[str, Any]:
         with self.lock:
             job = f"job_{len(self.seen)}_{len(self.pages)}"
         size = self.page_size or max(len(rows), 1)
         chunks = [rows[start:start + size] for start in range(0, len(rows), size)] or [[]]
-        reference = {"projectId": self.billing, "jobId": job, "location": "EU"}
+        reference = {"projectId": self.billing, "jobId": job, "location": location}
         pages = []
         for number, chunk in enumerate(chunks):
             page: dict[str, Any] = {"kind": "bigquery#queryResponse", "jobReference": reference, "schema": fields,
@@ -335,14 +347,26 @@ class FakeBigQuery:
             resource["numBytes"] = str(table.size)
         return 200, resource
 
+    def _datasets_get(self, project: str, dataset: str) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            self.seen.append(Seen("datasets.get", project, dataset, {}))
+        failed = self._failure("datasets.get", dataset, None)
+        if failed:
+            return failed
+        if (project, dataset) not in self.datasets and (project, dataset) not in self.locations:
+            return 404, error_body(404, "notFound", f"Not found: Dataset {project}:{dataset}")
+        return 200, {"kind": "bigquery#dataset", "id": f"{project}:{dataset}",
+                     "datasetReference": {"projectId": project, "datasetId": dataset}, "location": self.location_of(project, dataset)}
+
     def _dry_run(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         config = request.get("configuration", {})
         if not config.get("dryRun"):
             raise UnmatchedRequest(f"only dry runs are served on jobs.insert, got {request!r}")
         sql = config["query"]["query"]
         declared = {param.get("name") for param in config["query"].get("queryParameters", [])}
+        location = request.get("jobReference", {}).get("location")
         with self.lock:
-            self.seen.append(Seen("dry_run", "", "", {name: [] for name in declared if name}, sql))
+            self.seen.append(Seen("dry_run", "", "", {name: [] for name in declared if name}, sql, location))
         failed = self._failure("dry_run", None, None)
         if failed:
             return failed

@@ -94,7 +94,7 @@ def test_migrates_a_version_1_file_forward(tmp_path: Path) -> None:
     db.close()
 
     with Cache(path) as cache:
-        assert cache.user_version == SCHEMA_VERSION == 3
+        assert cache.user_version == SCHEMA_VERSION == 4
         row = cache.get("orders")
         assert row is not None and row.rows == 7 and row.clustered_by == []
         assert row.entity_type is None and row.known_columns is None  # not learned yet, not "no columns"
@@ -149,7 +149,7 @@ def test_migrates_a_version_2_file_to_rows_keyed_so_discovered_ids_keep_their_ca
 
     lower = TrackedTable("analytics.events", "data-proj", "analytics", "events", "analytics.events", discovered=True)
     with Cache(path) as cache:
-        assert cache.user_version == 3
+        assert cache.user_version == 4
         orders = cache.get("ORDERS")  # registry ids still ignore case
         assert orders is not None and (orders.id, orders.rows, orders.known_columns) == ("Orders", 7, ["id"])
         cache.record_success(lower, meta(known_columns=["b"]), T0)

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 ROW_KEYS = [
     "id", "name", "description", "source_type", "sql_flavor", "project", "dataset", "table", "entity_type", "rows",
-    "size_bytes", "rough_size_hint", "partition_by", "clustered_by", "known_columns", "where_examples",
+    "size_bytes", "rough_size_hint", "partition_by", "clustered_by", "known_columns", "shard_count", "newest_shard",
+    "where_examples",
     "metadata_freshness", "refreshed_at", "error_msg",
 ]
 REGISTRY = """

@@ -170,8 +170,9 @@ def test_a_join_of_two_tracked_tables_is_one_dry_run_with_both_paths_and_the_whe
            "WHERE u.event_date >= '2026-01-01' AND o.status = 'paid'  -- recent paid orders")
     result = guard(sql, settings, registry, source, cache)
 
-    assert shop.kinds() == ["dry_run"]
-    sent = shop.seen[0].sql
+    # Two datasets: their locations are asked once (and kept), so the dry run runs where both live.
+    assert shop.kinds() == ["datasets.get", "datasets.get", "dry_run"] and shop.seen[-1].location == "EU"
+    sent = shop.seen[-1].sql
     assert sent == ("SELECT u.margin_eur, o.status\nFROM `data-proj.finance.unit_economics` AS u\n"
                     "JOIN `data-proj.sales.orders_v` o ON o.order_date = u.event_date\n"
                     "WHERE u.event_date >= '2026-01-01' AND o.status = 'paid'  -- recent paid orders")
@@ -308,13 +309,25 @@ def test_mixed_case_registry_ids(
     result = guard("SELECT * FROM UNIT_Economics JOIN Orders ON Orders.order_date = UNIT_Economics.event_date",
                    settings, registry, source, cache)
     assert result.tables == ["finance.unit_economics", "sales.orders_v"]
-    assert shop.seen[0].sql == ("SELECT * FROM `data-proj.finance.unit_economics` JOIN `data-proj.sales.orders_v` AS Orders "
+    assert shop.seen[-1].sql == ("SELECT * FROM `data-proj.finance.unit_economics` JOIN `data-proj.sales.orders_v` AS Orders "
                                 "ON Orders.order_date = UNIT_Economics.event_date")
 
 
-def test_a_foreign_project_table_is_not_the_guards_to_judge(
-    fake: FakeBigQuery, settings: CatalogSettings, registry: Registry, cache: Cache,
+def test_a_foreign_project_table_is_dry_run_and_listed_as_untracked(
+    fake: FakeBigQuery, source: BigQuerySource, settings: CatalogSettings, registry: Registry, cache: Cache,
 ) -> None:
+    fake.scan_bytes = 10 * GIB
+    error = refused("SELECT word FROM `bigquery-public-data.samples.shakespeare`", settings, registry, source, cache)
+    assert error.detail["reason"] == "remote_scan_too_large" and fake.kinds() == ["dry_run"]
+    fake.scan_bytes = GIB
+    result = guard("SELECT word FROM `bigquery-public-data.samples.shakespeare`", settings, registry, source, cache)
+    assert (result.scan_bytes, result.tables, result.untracked_tables) == (GIB, [], ["bigquery-public-data.samples.shakespeare"])
+
+
+def test_a_project_the_operator_allows_unestimated_is_not_dry_run(
+    fake: FakeBigQuery, settings: CatalogSettings, tmp_path: Path, cache: Cache,
+) -> None:
+    registry = load_registry(write_registry(tmp_path, REGISTRY + "    allow_unestimated_projects: [bigquery-public-data]\n"), {})
     result = guard("SELECT word FROM `bigquery-public-data.samples.shakespeare`", settings, registry, None, cache)
     assert (result.scan_bytes, result.tables, result.untracked_tables) == (None, [], ["bigquery-public-data.samples.shakespeare"])
     assert result.maximum_bytes_billed() == CAP  # not estimated: run it under the cap at most

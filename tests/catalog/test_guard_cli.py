@@ -83,7 +83,7 @@ def test_estimate_failures_through_the_wire(env: dict[str, str], server: FakeBig
     server.fail("dry_run", status=400, reason="invalidQuery", message="Unrecognized name: statuz at [1:8]")
     server.fail("dry_run", status=400, reason="invalidQuery", message="Table name \"orders\" missing dataset")
     result = catalog(env, "guard", "SELECT statuz FROM orders", "--json")
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 4, result.stderr  # no estimate could be had: not "too expensive" (3)
     detail = json.loads(result.stdout)
     assert detail["reason"] == "remote_estimate_failed"
     assert detail["underlying"] == "BigQuery 400 invalidQuery: Unrecognized name: statuz at [1:8]"
@@ -119,7 +119,7 @@ def test_refusals_that_need_no_bigquery(env: dict[str, str], monkeypatch: pytest
     assert code == 3 and (detail["reason"], detail["paths"]) == ("bq_path_not_registered", ["data-proj.finance.secret"])
 
     code, out, _ = run(env, monkeypatch, capsys, "guard", "SELECT 1")
-    assert code == 0 and out.startswith("allowed without an estimate: it reads no tracked table")
+    assert code == 0 and out.startswith("allowed without an estimate: it reads no table")
 
 
 def test_the_cap_comes_from_the_environment_then_catalog_yaml_then_the_default(

@@ -42,7 +42,7 @@ def test_entity_types_and_null_sizes_for_views(tmp_path: Path, fake: FakeBigQuer
     fake.add("shop",
              Table("orders", "BASE TABLE", rows=1200, size=50_000),
              Table("orders_v", "VIEW", rows=None, size=None),
-             Table("orders_mv", "MATERIALIZED VIEW", rows=None, size=None),
+             Table("orders_mv", "MATERIALIZED VIEW", rows=40, size=900),
              Table("orders_ext", "EXTERNAL", rows=None, size=None),
              Table("orders_snap", "SNAPSHOT", rows=5, size=70))
     registry = registry_for(tmp_path, {name: ("shop", name) for name in ("orders", "orders_v", "orders_mv", "orders_ext", "orders_snap")})
@@ -54,8 +54,11 @@ def test_entity_types_and_null_sizes_for_views(tmp_path: Path, fake: FakeBigQuer
     assert rows["orders"].entity_type is EntityType.BASE_TABLE
     assert (rows["orders"].rows, rows["orders"].size_bytes) == (1200, 50_000)
     assert rows["orders_snap"].entity_type is EntityType.SNAPSHOT and rows["orders_snap"].rows == 5
-    for view in ("orders_v", "orders_mv", "orders_ext"):
+    for view in ("orders_v", "orders_ext"):
         assert (rows[view].rows, rows[view].size_bytes) == (None, None), view  # never __TABLES__'s misleading 0
+    # A materialized view stores its result: its size comes from tables.get (__TABLES__ would say 0).
+    assert (rows["orders_mv"].rows, rows["orders_mv"].size_bytes) == (40, 900)
+    assert ("tables.get", ["orders_mv"]) in [(seen.kind, seen.params.get("table")) for seen in fake.seen]
     assert rows["orders_mv"].entity_type is EntityType.MATERIALIZED_VIEW
     assert rows["orders_ext"].entity_type is EntityType.EXTERNAL
     # Sizes are asked only for tables that have storage.
@@ -156,9 +159,10 @@ def test_a_404_on_one_table_keeps_the_others_and_its_last_good_data(
     assert run(settings, registry, source).succeeded == 2
     good = cached(settings, "orders")
 
-    # Second refresh: __TABLES__ is not readable, so sizes come from tables.get,
-    # and tables.get says orders is gone.
+    # Second refresh: the first one learned the dataset's location, so sizes are asked of the region's
+    # TABLE_STORAGE; it and __TABLES__ are not readable, so sizes come from tables.get, and tables.get says orders is gone.
     fake.datasets[(PROJECT, "shop")]["refunds"].rows = 4
+    fake.fail("TABLE_STORAGE", status=403, reason="accessDenied")
     fake.fail("__TABLES__", status=403, reason="accessDenied")
     fake.fail("tables.get", table="orders", status=404, reason="notFound")
     summary = run(settings, registry, source)
