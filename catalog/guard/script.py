@@ -29,6 +29,7 @@ recursively; a deep enough text would end in ``RecursionError``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from sqlglot.dialects.bigquery import BigQuery
 from sqlglot.errors import TokenError
@@ -98,6 +99,12 @@ class Script:
         return self.procedural or self.statements > 1
 
 
+class _ScriptTokenizer(BigQuery.Tokenizer):
+    # sqlglot's tokenizer swallows the rest of a statement after a "command" keyword (BEGIN, LOOP, WHILE,
+    # ELSEIF, EXCEPTION, REPEAT, CALL, EXECUTE) as one string; a script's structure is in exactly those words.
+    COMMANDS: ClassVar[set[TokenType]] = set()
+
+
 def _word(token: Token) -> str:
     return "" if token.token_type in _LITERALS else token.text.upper()
 
@@ -109,7 +116,7 @@ def tokenize(sql: str) -> list[Token]:
         raise InvalidSql(f"the text is {size} bytes, over BigQuery's limit of {MAX_SQL_BYTES} bytes for a query", None, None,
                          suggestion="Send a shorter query: BigQuery itself refuses query text over 1 MB.")
     try:
-        tokens = BigQuery().tokenize(sql)
+        tokens = _ScriptTokenizer(dialect=BigQuery()).tokenize(sql)
     except TokenError as exc:
         raise _token_error(exc) from None
     depth = deepest = 0

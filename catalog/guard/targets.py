@@ -26,7 +26,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
 from catalog.errors import InvalidSql
-from catalog.guard.script import Piece, Script, split_script, tokenize
+from catalog.guard.script import Piece, Script, TableArg, split_script, tokenize
 from catalog.guard.sql_scopes import not_tables, outside_scopes
 from catalog.identifiers import full_path
 from catalog.models import TrackedTable
@@ -131,9 +131,11 @@ class _Finder:
 
     def run(self) -> Targets:
         for piece in self.found.script.pieces:
+            args = list(piece.table_args)
             for statement in parse_piece(piece, self.sql):
-                self._statement(statement, piece)
-            for arg in piece.table_args:
+                self._statement(statement, piece, args)
+                args = []
+            for arg in args:
                 self._path(arg.parts, (arg.start, arg.end), piece, bare_in_from=False)
         rewritten = self.sql
         for start, end, text in sorted(set(self.edits), reverse=True):
@@ -142,7 +144,7 @@ class _Finder:
         return self.found
 
     # -- one statement -------------------------------------------------------------------------------
-    def _statement(self, statement: exp.Expr, piece: Piece) -> None:
+    def _statement(self, statement: exp.Expr, piece: Piece, args: list[TableArg] | None = None) -> None:
         if isinstance(statement, exp.Command):
             self._command(statement, piece)
             return
@@ -159,8 +161,14 @@ class _Finder:
             isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
             for select in statement.find_all(exp.Select) for item in select.expressions
         )
-        # In the order they are written, not the order of sqlglot's tree walk.
-        for table in sorted(statement.find_all(exp.Table), key=lambda node: (self._span(node, piece) or (0, 0))[0]):
+        # In the order they are written, not the order of sqlglot's tree walk; TABLE arguments among them.
+        nodes: list[tuple[int, exp.Table | TableArg]] = [((self._span(node, piece) or (0, 0))[0], node)
+                                                         for node in statement.find_all(exp.Table)]
+        nodes += [(arg.start, arg) for arg in args or []]
+        for _, table in sorted(nodes, key=lambda item: item[0]):
+            if isinstance(table, TableArg):
+                self._path(table.parts, (table.start, table.end), piece, bare_in_from=False)
+                continue
             span = self._span(table, piece)
             if span is not None and any(start <= span[0] <= end for start, end in piece.masked):
                 continue  # a MODEL argument (sqlglot turns the masked literal into a Table of ML.PREDICT)
@@ -303,7 +311,8 @@ class _Finder:
 
 def _destinations(statement: exp.Expr) -> set[int]:
     """ids of the tables a statement creates, changes or drops: not reads, though a tracked one is still dry-run."""
-    if isinstance(statement, (exp.Drop, exp.TruncateTable)):
+    if isinstance(statement, (exp.Drop, exp.TruncateTable)) or (isinstance(statement, exp.Delete) and not statement.this):
+        # DROP/TRUNCATE list their tables; "DELETE ds.t WHERE ..." (no FROM) keeps its table in ``tables``.
         return {id(table) for table in statement.find_all(exp.Table) if table.parent is statement}
     if not isinstance(statement, (exp.Insert, exp.Create, exp.Merge, exp.Update, exp.Delete, exp.Alter, exp.LoadData)):
         return set()

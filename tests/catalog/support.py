@@ -371,7 +371,7 @@ class FakeBigQuery:
         if failed:
             return failed
         # Like BigQuery: a named parameter the request does not declare is an invalid query.
-        for name in re.findall(r"@(\w+)", re.sub(r"'[^']*'", "", sql)):
+        for name in re.findall(r"(?<!@)@(\w+)", re.sub(r"'[^']*'", "", sql)):  # @@system variables are not parameters
             if name not in declared:
                 return 400, error_body(400, "invalidQuery", f"Query parameter '{name}' not found at [1:1]")
         statistics: dict[str, Any] = {"totalBytesProcessed": str(self.scan_bytes), "totalBytesBilled": "0", "cacheHit": False,
