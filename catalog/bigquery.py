@@ -115,11 +115,24 @@ def _network_summary(exc: BaseException) -> str:
     return f"BigQuery unreachable: {type(exc).__name__}{f' ({why})' if why else ''}"
 
 
+def _network_error(exc: BaseException) -> BaseException | None:
+    """The lost connection behind ``exc`` (a RetryError's cause, or an exception it was raised from), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (requests.ConnectionError, requests.Timeout)):
+            return current
+        nested = current.cause if isinstance(current, api_exceptions.RetryError) else None
+        current = nested or current.__cause__ or current.__context__
+    return None
+
+
 def _translate(exc: BaseException, policy: RetryPolicy, waited: float | None = None) -> BigQueryError:
     suffix = ""
     if isinstance(exc, api_exceptions.RetryError):
         suffix = f" (still failing after retrying for {waited if waited is not None else policy.deadline:g}s)"
-        exc = exc.cause or exc
+        exc = exc.cause or _network_error(exc) or exc
     reason = reason_of(exc)
     status = exc.code if isinstance(exc, api_exceptions.GoogleAPICallError) else None
     summary = None
@@ -128,12 +141,13 @@ def _translate(exc: BaseException, policy: RetryPolicy, waited: float | None = N
         message = redact(f"BigQuery {label}: {exc.message}{suffix}")
         said = [str(error["message"]) for error in exc.errors if isinstance(error, Mapping) and error.get("message")]
         summary = redact(f"BigQuery {label}: {said[0]}{suffix}") if said else None
-    elif isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-        message = summary = _network_summary(exc) + suffix
+    elif (network := _network_error(exc)) is not None or "Failed to establish a new connection" in str(exc):
+        message = summary = _network_summary(network or exc) + suffix
         reason = "unreachable"
     else:
         message = redact(f"BigQuery request failed: {type(exc).__name__}: {exc}{suffix}")
-    return BigQueryError(message, reason=reason, status=status, permanent=not is_transient(exc), summary=summary)
+    permanent = not is_transient(exc) and reason != "unreachable"
+    return BigQueryError(message, reason=reason, status=status, permanent=permanent, summary=summary)
 
 
 def _deadline_error(what: str, seconds: float | None) -> BigQueryError:

@@ -127,6 +127,8 @@ class FakeBigQuery:
         self.cancelled: list[str] = []
         # Where each dataset lives (datasets.get, and the location a query on it runs in); EU unless said.
         self.locations: dict[tuple[str, str], str] = {}
+        # Tables the region's TABLE_STORAGE view does not show yet (it lags a few minutes behind).
+        self.storage_lag: set[str] = set()
 
     # -- arranging -----------------------------------------------------------
     def add(self, dataset: str, *tables: Table, project: str = PROJECT, location: str | None = None) -> None:
@@ -315,7 +317,8 @@ class FakeBigQuery:
         rows = [
             [dataset, table.name, table.rows or 0, table.size or 0]
             for (owner, dataset), tables in self.datasets.items() if owner == project and dataset in params.get("datasets", [])
-            for table in tables.values()
+            for table in tables.values() if table.name not in self.storage_lag
+            and self.location_of(owner, dataset).lower() == region.removeprefix("region-").lower()
         ]
         return schema(("table_schema", "STRING"), ("table_name", "STRING"), ("total_rows", "INTEGER"),
                       ("total_logical_bytes", "INTEGER")), rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +160,55 @@ def test_usage_errors_exit_2(env: dict[str, str], monkeypatch: pytest.MonkeyPatc
     with pytest.raises(SystemExit) as usage:
         main(["guard"])
     assert usage.value.code == 2
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_bigquery_unreachable_is_exit_4_within_the_guard_timeout_and_names_no_url(env: dict[str, str]) -> None:
+    host = f"127.0.0.1:{_closed_port()}"
+    env.update({"BIGQUERY_EMULATOR_HOST": host, "CATALOG_GUARD_TIMEOUT_SECONDS": "2"})
+    started = time.monotonic()
+    result = catalog(env, "guard", "SELECT margin_eur FROM unit_economics", "--json")
+    assert time.monotonic() - started < 15  # 2 s of retries plus interpreter start-up on a loaded machine
+    assert result.returncode == 4, result.stderr
+    detail = json.loads(result.stdout)
+    assert detail["reason"] == "remote_estimate_failed" and detail["underlying"].startswith("BigQuery unreachable")
+    assert host not in result.stdout + result.stderr and "http://" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_param_declares_query_parameters_and_a_bad_one_is_a_usage_error(
+    env: dict[str, str], server: FakeBigQuery, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    sql = "SELECT margin_eur FROM unit_economics WHERE country = @country AND event_date >= @since AND id IN UNNEST(@ids)"
+    code, out, err = run(env, monkeypatch, capsys, "guard", sql, "--json", "--param", "country=STRING:CZ",
+                         "--param", "since=DATE:2026-01-01", "--param", "ids=ARRAY<INT64>:[1, 2]")
+    assert code == 0, err
+    assert set(server.seen[-1].params) == {"country", "since", "ids"}
+    for bad, problem in (("country", "not NAME=TYPE:VALUE"), ("since=DATE:yesterday", "is not a DATE value"),
+                         ("n=INTEGRAL:1", "unknown type 'INTEGRAL'")):
+        code, out, err = run(env, monkeypatch, capsys, "guard", sql, "--param", bad)
+        assert code == 2 and out == "" and problem in err and "Traceback" not in err
+
+
+def test_stdin_that_is_not_utf8_is_invalid_sql_exit_3(env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "catalog", "guard", "-", "--json"], cwd=REPO, env=env,
+                            input=b"SELECT '\xff\xfe' FROM unit_economics", capture_output=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert json.loads(result.stdout)["reason"] == "invalid_sql" and b"Traceback" not in result.stderr
+
+
+def test_show_prints_json_null_never_python_none(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(env, monkeypatch, capsys, "show", "orders")
+    assert code == 0
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert lines["entity_type"] == "null" and lines["rows"] == "null" and lines["where_examples"] == "[]"
+    assert "None" not in out
