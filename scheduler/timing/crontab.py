@@ -4,17 +4,19 @@
 of user crontabs) follows Debian/Vixie cron: day-of-month and day-of-week are
 ORed when both are restricted, names are case-insensitive anywhere, steps
 apply to any range, 0 and 7 are Sunday, and ``L``, ``LW``, ``nL`` and ``n#k``
-work. It also handles daylight-saving changes the way Debian cron does: a job
-whose minute and hour fields do not start with ``*`` ("fixed time") runs once
-at the jump when its time is skipped and once when its time is repeated;
-other jobs follow elapsed time.
+work. Its Debian mode for "fixed-time" jobs (minute and hour fields not
+starting with ``*``) is used as it is: a skipped time runs once at the jump,
+a repeated one once, at its first occurrence.
 
 What this module adds is small: the ``@`` aliases, ``nW`` (nearest weekday),
 ``fri-sun`` style ranges that end on Sunday, refusing what cannot be a
 5-field schedule (``@reboot``, a seconds or year field) with a message that
-says why, and one rule on top of cronsim's elapsed-time mode: a wall time that
-does not exist is never a run of a wildcard job (Debian runs those only at
-times the clock actually shows).
+says why, and two corrections the oracle test (tests/scheduler/test_cron_semantics.py)
+found in cronsim 2.8: a one-value stepped range (``5-5/2``) is read as
+``5/2``, and its elapsed-time mode for wildcard jobs misses runs after
+half-hour changes (Lord Howe) and midnight jumps (Santiago). Wildcard jobs
+are therefore placed here: cronsim gives plain wall-clock matches, and each
+is kept where the clock shows it (per stretch of constant UTC offset).
 """
 
 from __future__ import annotations
@@ -77,9 +79,6 @@ class CronExpression:
     def fixed_time(self) -> bool:
         """Debian's "fixed-time job": neither minute nor hour starts with ``*``."""
         return not (self.fields[0].startswith("*") or self.fields[1].startswith("*"))
-
-    def engine_text(self) -> str:
-        return " ".join(self.fields)
 
 
 def parse_cron(expression: str) -> CronExpression:
