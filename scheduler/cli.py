@@ -1,6 +1,7 @@
-"""``scheduler run | validate | list | fire``: the only place errors become exit codes.
+"""``scheduler run | validate | list | history | fire``: the only place errors become exit codes.
 
-Exit codes: 0 ok, 1 a run failed, 2 bad configuration or usage.
+Exit codes: 0 ok, 1 a run failed, 2 bad configuration or usage, 3 not run
+(``fire``: a run of the job is in flight).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from scheduler import __version__
 from scheduler.config.jobs_file import load_jobs
 from scheduler.config.settings import DEFAULT_API_URL, Settings, config_path, load_settings
-from scheduler.config.spec import JobSpec
+from scheduler.config.spec import JobSpec, jobs_fingerprint
 from scheduler.errors import ConfigError, SchedulerError, UnknownJobError
 from scheduler.execution.http import HttpClient
 from scheduler.execution.run import JobRunner
@@ -26,14 +28,16 @@ from scheduler.ops.metrics import Metrics
 from scheduler.ops.server import OpsServer
 from scheduler.reports import history_text, job_row, list_text, run_json
 from scheduler.service import Service, resolve_seed
-from scheduler.state.records import RunRecord
-from scheduler.state.store import StateStore, check_state_path
+from scheduler.state.backends import check_store, open_store, peek_store
+from scheduler.state.instance_lock import InstanceLock
+from scheduler.state.records import ClaimStatus, RunRecord
+from scheduler.state.store import LeaseRenewer, StateStore
 from scheduler.timing.planning import plan_jobs
 from scheduler.timing.triggers import build_trigger
 from tickless.clock import iso, utc_now
 from tickless.config.problems import Problem, closest
 
-EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_RUN_FAILED, EXIT_CONFIG, EXIT_NOT_RUN = 0, 1, 2, 3
 
 
 def load(config: str | None) -> tuple[Settings, list[JobSpec]]:
@@ -77,7 +81,7 @@ def _metrics_warning(settings: Settings) -> str | None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     settings, jobs = load(args.config)
-    check_state_path(settings.state_path)  # the one start-up check `run` makes beyond the file and variables
+    check_store(settings)  # the one start-up check `run` makes beyond the file and variables
     warnings = [*settings.warnings, _metrics_warning(settings)]
     for warning in filter(None, warnings):
         print(f"warning: {warning}", file=sys.stderr)
@@ -90,14 +94,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _open_store(settings: Settings) -> StateStore:
-    return StateStore(settings.state_path, settings.history_per_job)
+    return open_store(settings)
 
 
 def _peek_store(settings: Settings) -> StateStore | None:
-    """The state store read-only, or None when the service has not created it yet."""
-    if not settings.state_path.exists():
-        return None
-    return StateStore(settings.state_path, readonly=True)
+    """The state store for reading, or None when the service has not created its SQLite file yet."""
+    return peek_store(settings)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -123,7 +125,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     header = (
         f"API_URL {settings.api_url}  auth {settings.auth}  grace {settings.startup_grace_seconds}s  "
         f"jitter seed {seed} ({seed_source})\n"
-        f"times below are those of a service started {'at' if args.from_time else 'now'} ({iso(now)}) with state {settings.state_path}"
+        f"times below are those of a service started {'at' if args.from_time else 'now'} ({iso(now)}) with state {settings.state_location}"
     )
     print(list_text(header, rows, {name: plan.reason for name, plan in plans.items()}))
     return EXIT_OK
@@ -151,7 +153,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     store = _peek_store(settings)
     runs = store.history(args.name, args.limit) if store else []
     if args.json:
-        print(json.dumps({"state_path": str(settings.state_path), "runs": [run_json(run) for run in runs]}, indent=2))
+        document = {"state_path": settings.state_location, "runs": [run_json(run) for run in runs]}
+        print(json.dumps(document, indent=2))
     else:
         print(history_text(runs))
     return EXIT_OK
@@ -163,14 +166,28 @@ def cmd_fire(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level, [settings.token or ""])
     store = _open_store(settings)
     now = utc_now()
+    # Through the store, like the service's own runs: a run of the job in flight anywhere
+    # (the service, a replica, another fire) means this one does not run, unless --force.
+    replica = f"fire:{socket.gethostname()}:{os.getpid()}"
+    claim = store.begin_run(spec.name, now, replica=replica, now=now, lease_seconds=settings.lease_seconds, force=args.force)
+    if claim.status != ClaimStatus.WON:
+        holder = claim.holder
+        where = f"; it has been in flight since {iso(holder.started_at)} on {holder.replica} (scheduled for " \
+                f"{iso(holder.scheduled_for)})" if holder else ""
+        print(f"{spec.name}: not run: a run of it is in flight{where}; --force runs it anyway", file=sys.stderr)
+        store.close()
+        return EXIT_NOT_RUN
     trigger = build_trigger(spec, now, settings.jitter_seed)
     following = trigger.nominal_after(now)
     http = HttpClient(settings.api_url, settings.token, 1)
+    lease = LeaseRenewer(store, claim.run_id, settings.lease_seconds)
     try:
         outcome = JobRunner(http).run(spec, now, trigger.fire_time(following) if following else None)
     finally:
+        lease.stop()
         http.close()
-    store.record(RunRecord.of(outcome))
+    store.finish_runs([(claim.run_id, replace(RunRecord.of(outcome), replica=replica))])
+    store.close()
     print(outcome.summary())
     return EXIT_OK if outcome.ok else EXIT_RUN_FAILED
 
@@ -178,9 +195,13 @@ def cmd_fire(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings, jobs = load(args.config)
     configure_logging(settings.log_format, settings.log_level, [settings.token or ""])
+    if settings.state_url is None:
+        # One service per SQLite file: held until the process ends, however it ends.
+        InstanceLock(settings.state_path).acquire()
     store = _open_store(settings)
     metrics = Metrics()
-    service = Service(settings, jobs, store, metrics=metrics, loader=lambda: load(args.config)[1])
+    service = Service(settings, jobs, store, metrics=metrics, loader=lambda: load(args.config)[1],
+                      config_fingerprint=jobs_fingerprint(jobs))
     server = None
     if settings.metrics_address:
         host, port = settings.metrics_address
@@ -231,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(handler=cmd_history)
     fire = command("fire", "run one job once now (no grace) and report the outcome")
     fire.add_argument("name", metavar="NAME")
+    fire.add_argument("--force", action="store_true", help="run even when a run of the job is in flight (exit 3 otherwise)")
     fire.set_defaults(handler=cmd_fire)
     return parser
 

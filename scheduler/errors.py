@@ -33,11 +33,34 @@ class ConfigError(SchedulerError):
 
 
 class StateError(SchedulerError):
-    """The state store cannot be opened or used."""
+    """The state store cannot be opened or used (at start: a configuration problem, exit 2).
 
-    def __init__(self, path: object, cause: BaseException) -> None:
+    ``location`` is the file, or the PostgreSQL URL without its password.
+    """
+
+    def __init__(self, location: str, cause: BaseException | str, *, variable: str = "SCHEDULER_STATE_PATH", hint: str = "") -> None:
+        self.location = location
+        message = f"{variable}={location!r}: cannot use the state store: {cause}"
+        super().__init__(message + (f"; {hint}" if hint else ""))
+
+
+class StoreUnavailable(SchedulerError):
+    """A read or write of a running service's state store failed (the service goes on)."""
+
+    def __init__(self, location: str, cause: BaseException | str) -> None:
+        self.location = location
+        super().__init__(f"state store {location}: {cause}")
+
+
+class InstanceLocked(SchedulerError):
+    """Another ``scheduler run`` holds the state file (one service per SQLite file)."""
+
+    def __init__(self, path: str, holder: str) -> None:
         self.path = path
-        super().__init__(f"SCHEDULER_STATE_PATH={str(path)!r}: cannot use the state store: {cause}")
+        super().__init__(
+            f"SCHEDULER_STATE_PATH={path!r} is in use by another scheduler ({holder}): one service per state file; "
+            "stop that one, give this one its own SCHEDULER_STATE_PATH, or use SCHEDULER_STATE_URL (PostgreSQL) for replicas"
+        )
 
 
 class UnknownJobError(SchedulerError):

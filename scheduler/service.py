@@ -8,7 +8,10 @@ in-flight table listen, and the service calls none of them by name.
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +27,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from scheduler import __version__
 from scheduler.config.settings import Settings
 from scheduler.config.spec import JobSpec
-from scheduler.errors import ConfigError
+from scheduler.errors import ConfigError, StoreUnavailable
 from scheduler.execution.events import RunAbandoned, RunEvent, RunEvents, RunFinished, RunSkipped, RunStarted
 from scheduler.execution.executor import FireTimeExecutor
 from scheduler.execution.http import HttpClient
@@ -33,8 +36,9 @@ from scheduler.ops.health import HealthTracker
 from scheduler.ops.metrics import Metrics
 from scheduler.reload import JobChanges, diff_jobs
 from scheduler.state.recorder import BackgroundRecorder
+from scheduler.state.records import Claim, ClaimStatus
 from scheduler.state.store import StateStore
-from scheduler.timing.planning import Plan, plan_jobs
+from scheduler.timing.planning import Plan, catch_up_seconds, plan_jobs
 from tickless.clock import Clock, iso, utc_now
 
 logger = logging.getLogger("scheduler.runner")  # the names logs have always carried
@@ -50,7 +54,7 @@ def resolve_seed(settings: Settings, store: StateStore | None) -> tuple[int, str
     stored = store.jitter_seed() if store else None
     if stored is not None:
         return stored, "from the state store"
-    if store is not None and not store.readonly:
+    if store is not None and not getattr(store, "readonly", False):
         return settings.jitter_seed, "drawn now and kept in the state store"
     return settings.jitter_seed, "drawn now: no state store yet, so jittered and offset times will differ from the service's"
 
@@ -71,6 +75,8 @@ class InFlightRun:
     job: str
     scheduled_for: datetime
     started_at: datetime
+    run_id: int | None = None  # the store's in-flight row, whose lease this process renews
+    retry: bool = False
 
 
 class InFlight:
@@ -83,7 +89,7 @@ class InFlight:
 
     def on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunStarted):
-            self.begin(InFlightRun(event.job, event.scheduled_for, event.started_at))
+            self.begin(InFlightRun(event.job, event.scheduled_for, event.started_at, event.run_id, event.retry))
         elif isinstance(event, RunFinished):
             self.end(event.outcome.job)
 
@@ -132,6 +138,7 @@ class Service:
         metrics: Metrics | None = None,
         loader: Loader | None = None,
         clock: Clock = utc_now,
+        config_fingerprint: str = "",
     ) -> None:
         self.settings = settings
         self.store = store
@@ -141,12 +148,21 @@ class Service:
         self.jobs = {spec.name: spec for spec in jobs if spec.enabled}
         self.disabled = [spec.name for spec in jobs if not spec.enabled]
         self.seed, self.seed_source = resolve_seed(settings, store)
-        store.save_jitter_seed(self.seed)
+        # Replicas starting together: the first seed stored is everyone's.
+        self.seed = store.claim_jitter_seed(self.seed)
+        # Who this process is, in claims, in-flight rows and history: host, pid and a tag for pid reuse.
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+        # With a shared store (replicas), no run fires without a claim; alone on a file, runs go on.
+        self.shared = settings.state_url is not None
+        self.config_fingerprint = config_fingerprint
+        self._missed_while_store_failed = False
+        self._other_configs: list[str] = []
+        self._keeper = threading.Event()
         self.plans: dict[str, Plan] = {}
         self.start: datetime | None = None  # when the startup grace ends
         self.stopping = threading.Event()
         self.inflight = InFlight()
-        self.recorder = BackgroundRecorder(store)
+        self.recorder = BackgroundRecorder(store, replica=self.replica)
         # Threads are created only when needed, so headroom costs nothing: with
         # max_instances=1 and at least one worker per job, no run ever waits
         # for a worker (a 30-minute job never delays a 1-minute one), and a
@@ -164,6 +180,8 @@ class Service:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
+        store.failures.listeners.append(self.metrics.store_failures.inc)
+        self.metrics.store_up.set_function(lambda: 0.0 if store.failures.failing else 1.0)
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
         self._signals = 0
@@ -178,19 +196,23 @@ class Service:
         now = self.clock()
         start = self.start = now + timedelta(seconds=self.settings.startup_grace_seconds)
         self._schedule(list(self.jobs.values()), start)
-        self._log_start(now, start)
-        threading.Thread(target=self._probe, name="probe", daemon=True).start()
+        # Before the start is logged: tests and operators send signals once they see it.
         self._install_signal_handlers()
+        # Alone on a file (the instance lock is held), every in-flight row is from a process that died.
+        self._close_interrupted(all_rows=not self.shared, retry_at=start)
+        self._log_start(now, start)
+        threading.Thread(target=self._keep_leases, name="leases", daemon=True).start()
+        threading.Thread(target=self._probe, name="probe", daemon=True).start()
         self.metrics.up.set(1)
         if not self.stopping.is_set():
             self.scheduler.start()  # returns once shutdown() has been called
         self.metrics.up.set(0)
+        self._keeper.set()
         return self._drain()
 
     def _schedule(self, specs: list[JobSpec], start: datetime) -> None:
-        plans = plan_jobs(specs, self.store.job_states(), self.seed, start, self.settings.startup_spread_seconds)
+        plans = self._plan(specs, start)
         for name, plan in plans.items():
-            self.store.save_grid(name, plan.fingerprint, plan.anchor)
             self.plans[name] = plan
             # The first run is set from the plan: left to APScheduler it would be
             # computed a few microseconds after start and lose the grid's first slot.
@@ -200,6 +222,21 @@ class Service:
             )
             self.metrics.next_run.labels(name).set_function(self._next_run_timestamp(name))
             self.health.scheduled(name)
+
+    def _plan(self, specs: list[JobSpec], start: datetime) -> dict[str, Plan]:
+        """Plans whose grids are the stored ones: a replica that planned a new grid
+        after another stored one for the same schedule takes the stored one."""
+        spread = self.settings.startup_spread_seconds
+        try:
+            plans = plan_jobs(specs, self.store.job_states(), self.seed, start, spread)
+            moved = [spec for spec in specs if spec.name in plans
+                     and self.store.claim_grid(spec.name, plans[spec.name].fingerprint, plans[spec.name].anchor) != plans[spec.name].anchor]
+            if moved:
+                plans.update(plan_jobs(moved, self.store.job_states(), self.seed, start, spread))
+        except StoreUnavailable as exc:
+            logger.error("planning without the state store (%s): jobs start new grids; claims still decide who fires", exc)
+            plans = plan_jobs(specs, {}, self.seed, start, spread)
+        return plans
 
     def _next_run_timestamp(self, name: str) -> Callable[[], float]:
         def read() -> float:
@@ -230,8 +267,23 @@ class Service:
         nominal = _nominal(name, plan, fire_time)
         following = trigger.following(nominal, fire_time)
         deadline = trigger.fire_time(following) if following else None
+        return self._perform(spec, nominal, deadline, retry=False)
+
+    def _run_retry(self, name: str, nominal: datetime, fire_time: datetime | None = None) -> Outcome | None:
+        """The one retry of a run interrupted by its process's death: the same slot, the same Idempotency-Key."""
+        spec, plan = self.jobs.get(name), self.plans.get(name)
+        if spec is None or plan is None:
+            return None
+        following = plan.trigger.following(nominal, fire_time or self.clock())
+        return self._perform(spec, nominal, plan.trigger.fire_time(following) if following else None, retry=True)
+
+    def _perform(self, spec: JobSpec, nominal: datetime, deadline: datetime | None, *, retry: bool) -> Outcome | None:
+        name = spec.name
+        claim = self._claim(name, nominal, retry)
+        if claim is None:
+            return None
         started_at, started = self.clock(), time.monotonic()
-        self.events.publish(RunStarted(name, nominal, started_at))
+        self.events.publish(RunStarted(name, nominal, started_at, claim.run_id, retry))
         try:
             outcome = self.runs.run(spec, nominal, deadline)
         except BaseException as exc:
@@ -241,10 +293,41 @@ class Service:
                 job=name, outcome=RunOutcome.FAILED, scheduled_for=nominal, started_at=started_at,
                 lateness_seconds=(started_at - nominal).total_seconds(), duration_seconds=time.monotonic() - started,
                 error=f"internal error: {type(exc).__name__}: {exc}"[:400], error_type=type(exc).__name__,
-            )))
+            ), claim.run_id, retry))
             raise
-        self.events.publish(RunFinished(outcome))
+        self.events.publish(RunFinished(outcome, claim.run_id, retry))
         return outcome
+
+    def _claim(self, name: str, nominal: datetime, retry: bool) -> Claim | None:
+        """Claim the slot: the claim to run under, or None when this process must not run it."""
+        fields = {"job": name, "scheduled_for": iso(nominal)}
+        try:
+            claim = self.store.begin_run(
+                name, nominal, replica=self.replica, now=self.clock(), lease_seconds=self.settings.lease_seconds, retry=retry,
+            )
+        except StoreUnavailable as exc:
+            if not self.shared:
+                return Claim(ClaimStatus.WON)  # alone on the file: the run goes on, unrecorded until the store is back
+            self._missed_while_store_failed = True
+            self.metrics.unclaimed.labels(name).inc()
+            logger.warning("run not fired: job=%s scheduled_for=%s: the state store cannot be asked (%s), and without a "
+                           "claim another replica could fire it too; the catch-up policy applies when it is back",
+                           name, iso(nominal), exc, extra={**fields, "outcome": "unclaimed"})
+            return None
+        if claim.status == ClaimStatus.TAKEN:
+            logger.debug("job %s: the slot %s is another replica's", name, iso(nominal))
+            return None
+        if claim.status == ClaimStatus.IN_FLIGHT:
+            holder = claim.holder
+            self.events.publish(RunSkipped(name, nominal, recorded=True))
+            if holder is not None:
+                logger.warning(
+                    "run skipped: job=%s scheduled_for=%s: the previous run (scheduled for %s) has been in flight since %s on %s",
+                    name, iso(nominal), iso(holder.scheduled_for), iso(holder.started_at), holder.replica,
+                    extra={**fields, "outcome": RunOutcome.SKIPPED_IN_FLIGHT},
+                )
+            return None
+        return claim
 
     def _drain(self) -> list[InFlightRun]:
         running = self.inflight.snapshot()
@@ -262,12 +345,75 @@ class Service:
                 run.job, iso(run.scheduled_for), iso(run.started_at), (now - run.started_at).total_seconds(),
                 extra={"job": run.job, "scheduled_for": iso(run.scheduled_for), "outcome": RunOutcome.ABANDONED_AT_SHUTDOWN},
             )
-            self.events.publish(RunAbandoned(run.job, run.scheduled_for, run.started_at))
+            self.events.publish(RunAbandoned(run.job, run.scheduled_for, run.started_at, run.run_id, run.retry))
         self.recorder.close()
+        try:
+            self.store.leave(self.replica)
+        except StoreUnavailable:
+            pass
         if not abandoned:
             self.http.close()
         logger.info("scheduler stopped (%d run(s) abandoned)", len(abandoned))
         return abandoned
+
+    # -- leases, interrupted runs, the store's health ----------------------------------
+    def _keep_leases(self) -> None:
+        """Every third of a lease: renew this process's leases, close runs whose process died,
+        say this replica is alive, and re-plan once the store answers again after failing."""
+        period = self.settings.lease_seconds / 3
+        while not self._keeper.wait(period):
+            now = self.clock()
+            try:
+                self.store.renew([run.run_id for run in self.inflight.snapshot() if run.run_id is not None],
+                                 now, self.settings.lease_seconds)
+                self._close_interrupted(all_rows=False, retry_at=now)
+                self._compare_config(now)
+            except StoreUnavailable:
+                continue  # counted and logged by the store's failure streak
+            if self._missed_while_store_failed and not self.store.failures.failing:
+                self._missed_while_store_failed = False
+                logger.info("the state store answers again: re-planning so that slots missed meanwhile follow the catch-up policy")
+                self._schedule(list(self.jobs.values()), now)
+
+    def _close_interrupted(self, *, all_rows: bool, retry_at: datetime) -> None:
+        """Close in-flight rows of dead processes as interrupted; retry each once, within its catch-up window."""
+        try:
+            interrupted = self.store.expire_in_flight(self.clock(), all_rows=all_rows)
+        except StoreUnavailable:
+            return
+        for run in interrupted:
+            self.metrics.interrupted.labels(run.job).inc()
+            spec = self.jobs.get(run.job)
+            window = timedelta(seconds=catch_up_seconds(spec)) if spec else timedelta(0)
+            retry = spec is not None and not run.was_retry and retry_at - run.scheduled_for <= window
+            logger.warning(
+                "run interrupted: job=%s scheduled_for=%s was in flight on %s since %s when its process stopped; %s",
+                run.job, iso(run.scheduled_for), run.replica, iso(run.started_at) if run.started_at else "?",
+                "retrying it once with the same Idempotency-Key" if retry else
+                ("not retried: it was the retry" if run.was_retry else "not retried: its slot is beyond the job's catch_up window"),
+                extra={"job": run.job, "scheduled_for": iso(run.scheduled_for), "outcome": RunOutcome.INTERRUPTED},
+            )
+            if retry:
+                self.scheduler.add_job(
+                    self._run_retry, "date", run_date=retry_at, args=[run.job, run.scheduled_for],
+                    id=f"{run.job}#retry@{iso(run.scheduled_for)}", name=f"{run.job} (retry)",
+                    replace_existing=True, misfire_grace_time=None,
+                )
+
+    def _compare_config(self, now: datetime) -> None:
+        others = self.store.heartbeat(self.replica, self.config_fingerprint, now, stale_after=3 * self.settings.lease_seconds)
+        if others and self.metrics.config_mismatch._value.get() != len(others):
+            logger.warning("replicas %s run a jobs.yaml that differs from this one's (%s): they may fire different jobs",
+                           ", ".join(others), self.config_fingerprint[:12])
+        self._other_configs = others
+        self.metrics.config_mismatch.set(len(others))
+
+    def store_status(self) -> dict[str, object]:
+        failures = self.store.failures
+        status: dict[str, object] = {"location": self.store.location, "ok": not failures.failing, "failures": failures.total}
+        if failures.failing and failures.failing_since is not None:
+            status.update(failing_since=iso(failures.failing_since), error=failures.last_error)
+        return status
 
     # -- reload ---------------------------------------------------------------
     def reload(self) -> bool:
@@ -315,7 +461,13 @@ class Service:
         fire_time = event.scheduled_run_times[-1]
         scheduled = _nominal(event.job_id, plan, fire_time) if plan else fire_time
         previous = self.inflight.get(event.job_id)
-        self.events.publish(RunSkipped(event.job_id, scheduled))
+        try:
+            ours = recorded = self.store.claim_skip(event.job_id, scheduled, replica=self.replica, now=self.clock())
+        except StoreUnavailable:
+            ours, recorded = not self.shared, False
+        if not ours:
+            return  # another replica has this slot (and will skip or run it)
+        self.events.publish(RunSkipped(event.job_id, scheduled, recorded=recorded))
         fields = {"job": event.job_id, "scheduled_for": iso(scheduled), "outcome": RunOutcome.SKIPPED_IN_FLIGHT}
         if previous is None:
             logger.warning("run skipped: job=%s scheduled_for=%s: the previous run is still in flight",
@@ -357,7 +509,7 @@ class Service:
         logger.info(
             "tickless %s: %d job(s) from %s (%d disabled), API_URL=%s, auth=%s, state %s",
             __version__, len(self.jobs), settings.config_path, len(self.disabled),
-            settings.api_url, settings.auth, self.store.path,
+            settings.api_url, settings.auth, self.store.location,
         )
         logger.info("jitter seed %d (%s)", self.seed, self.seed_source)
         for warning in settings.warnings:

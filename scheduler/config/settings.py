@@ -38,6 +38,9 @@ class Settings:
     log_format: str
     log_level: str
     state_path: Path = Path(DEFAULT_STATE_PATH)
+    state_url: str | None = field(default=None, repr=False)  # PostgreSQL; holds a password: never shown whole
+    lease_seconds: int = 30
+    state_pool_size: int = 10
     history_per_job: int = 100
     startup_spread_seconds: int = 30
     metrics_address: tuple[str, int] | None = ("127.0.0.1", 9464)
@@ -46,6 +49,22 @@ class Settings:
     @property
     def auth(self) -> str:
         return "bearer" if self.token else "none"
+
+    @property
+    def state_location(self) -> str:
+        """Where the state lives, safe to show: the file, or the URL without its password."""
+        return without_password(self.state_url) if self.state_url else str(self.state_path)
+
+
+def without_password(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user@host/db`` (also drops the query string)."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
 class _Reader(EnvReader):
@@ -73,6 +92,27 @@ class _Reader(EnvReader):
         if not raw.strip():
             self.problems.note(f"SCHEDULER_STATE_PATH='' must name a file; unset it to use {DEFAULT_STATE_PATH}")
         return Path(raw)
+
+    def state_url(self) -> str | None:
+        raw = self.env.get("SCHEDULER_STATE_URL")
+        if raw is None:
+            return None
+        # Messages show the URL without its password: it is a secret.
+        shown = without_password(raw.strip()) if raw.strip() else ""
+        if "SCHEDULER_STATE_PATH" in self.env:
+            self.problems.note(
+                "SCHEDULER_STATE_URL and SCHEDULER_STATE_PATH are both set: set only one "
+                "(the URL for PostgreSQL and replicas, the path for one service on SQLite)"
+            )
+            return None
+        parts = urlsplit(raw.strip())
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            self.problems.note(
+                f"SCHEDULER_STATE_URL={shown!r} must be a postgresql://user@host:port/database URL"
+                " (the password, if any, is not shown)"
+            )
+            return None
+        return raw.strip()
 
     def metrics_address(self) -> tuple[str, int] | None:
         raw = self.env.get("SCHEDULER_METRICS_ADDR", DEFAULT_METRICS_ADDR)
@@ -155,6 +195,9 @@ def load_settings(env: Mapping[str, str], config: str | None = None) -> Settings
     log_format = read.choice("SCHEDULER_LOG_FORMAT", "text", LOG_FORMATS, upper=False)
     log_level = read.choice("SCHEDULER_LOG_LEVEL", "INFO", LOG_LEVELS, upper=True)
     state_path = read.state_path()
+    state_url = read.state_url()
+    lease = read.seconds("SCHEDULER_LEASE_SECONDS", 30, allow_zero=False)
+    pool_size = read.positive_int("SCHEDULER_STATE_POOL_SIZE", 10, maximum=100, meaning="PostgreSQL connections per replica")
     history = read.positive_int("SCHEDULER_HISTORY_PER_JOB", 100)
     spread = read.seconds("SCHEDULER_STARTUP_SPREAD_SECONDS", 30, allow_zero=True)
     metrics_address = read.metrics_address()
@@ -185,6 +228,9 @@ def load_settings(env: Mapping[str, str], config: str | None = None) -> Settings
         log_format=log_format,
         log_level=log_level,
         state_path=state_path,
+        state_url=state_url,
+        lease_seconds=lease,
+        state_pool_size=pool_size,
         history_per_job=history,
         startup_spread_seconds=spread,
         metrics_address=metrics_address,

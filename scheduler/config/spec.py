@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import time
@@ -74,3 +75,20 @@ class JobSpec:
     initial_offset_max_seconds: int = 0
     enabled: bool = True
     catch_up_seconds: int | None = None  # None: one interval for every, 6 h for daily/cron
+
+
+def jobs_fingerprint(jobs: list[JobSpec]) -> str:
+    """A digest of what the jobs do (schedules, targets, limits), not of how the file is written.
+
+    Replicas compare it: two whose fingerprints differ would fire different jobs.
+    """
+    parts = []
+    for spec in sorted(jobs, key=lambda job: job.name):
+        target = spec.target
+        what = f"call {target.reference} {sorted(target.kwargs.items())!r}" if isinstance(target, CallTarget) else \
+            f"http {target.method} {target.url} {target.json_body!r} {sorted(target.headers.items())!r}"
+        parts.append(
+            f"{spec.name}|{spec.schedule.text}|{spec.schedule.timezone}|{what}|{spec.timeout_seconds}|{spec.retry}|"
+            f"{spec.jitter_seconds}|{spec.initial_offset_max_seconds}|{spec.enabled}|{spec.catch_up_seconds}"
+        )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

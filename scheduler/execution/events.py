@@ -26,17 +26,22 @@ class RunStarted:
     job: str
     scheduled_for: datetime
     started_at: datetime
+    run_id: int | None = None  # the store's in-flight row, when it has one
+    retry: bool = False  # the one retry of an interrupted run
 
 
 @dataclass(frozen=True)
 class RunFinished:
     outcome: Outcome
+    run_id: int | None = None
+    retry: bool = False
 
 
 @dataclass(frozen=True)
 class RunSkipped:
     job: str
     scheduled_for: datetime
+    recorded: bool = False  # the store wrote the skip already, with its claim
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class RunAbandoned:
     job: str
     scheduled_for: datetime
     started_at: datetime
+    run_id: int | None = None
+    retry: bool = False
 
 
 RunEvent = RunStarted | RunFinished | RunSkipped | RunAbandoned

@@ -27,6 +27,8 @@ class RunOutcome(StrEnum):
     FAILED = "failed"
     SKIPPED_IN_FLIGHT = "skipped_in_flight"  # its slot came while the previous run was in flight
     ABANDONED_AT_SHUTDOWN = "abandoned_at_shutdown"  # still running when shutdown stopped waiting
+    RUNNING = "running"  # in flight: recorded when a run starts, completed when it ends
+    INTERRUPTED = "interrupted"  # was in flight when its process died (found at the next start or lease expiry)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ class ScheduleView(Protocol):
 
     def next_run(self, name: str) -> datetime | None: ...
 
+    def store_status(self) -> dict[str, object]:
+        """``{"location", "ok", ...}``: whether the state store answers."""
+        ...
+
 
 @dataclass(frozen=True)
 class Health:
@@ -88,6 +92,9 @@ class HealthTracker:
         problems: list[str] = []
         if not schedule.running:
             problems.append("the scheduler is not running")
+        store = schedule.store_status()
+        if not store.get("ok", True):
+            problems.append(f"the state store {store.get('location')} is failing since {store.get('failing_since')}: {store.get('error')}")
         jobs = []
         for name, spec in sorted(schedule.jobs.items()):
             with self._lock:
@@ -107,5 +114,7 @@ class HealthTracker:
                 "last_success_at": iso(last.success_at) if last.success_at else None,
                 "next_run": iso(next_run) if next_run else None,
             })
-        body: dict[str, object] = {"status": "unhealthy" if problems else "ok", "problems": problems, "jobs": jobs}
+        body: dict[str, object] = {
+            "status": "unhealthy" if problems else "ok", "problems": problems, "state_store": store, "jobs": jobs,
+        }
         return Health(healthy=not problems, body=body)

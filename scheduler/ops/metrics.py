@@ -30,6 +30,15 @@ class Metrics:
         self.retries = Counter("tickless_retries", "HTTP retries", ["job"], registry=r)
         self.up = Gauge("tickless_scheduler_up", "1 while the scheduler is running", registry=r)
         self.reloads = Counter("tickless_config_reloads", "jobs.yaml reloads by result", ["result"], registry=r)
+        self.store_failures = Counter("tickless_state_store_failures", "Failed reads and writes of the state store", registry=r)
+        self.store_up = Gauge("tickless_state_store_up", "0 while the state store is failing, else 1", registry=r)
+        self.unclaimed = Counter(
+            "tickless_runs_unclaimed", "Slots not fired because the shared state store could not be asked", ["job"], registry=r,
+        )
+        self.interrupted = Counter("tickless_runs_interrupted", "Runs found in flight after their process died", ["job"], registry=r)
+        self.config_mismatch = Gauge(
+            "tickless_replicas_with_other_config", "Live replicas whose jobs.yaml differs from this one's", registry=r,
+        )
 
     def on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunStarted):

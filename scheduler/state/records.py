@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from scheduler.execution.run import Outcome, RunOutcome
 
@@ -20,6 +21,8 @@ class RunRecord:
     attempts: int | None = None
     duration_s: float | None = None
     error: str | None = None
+    retry: bool = False  # the one retry of an interrupted run (same slot, same Idempotency-Key)
+    replica: str | None = None  # the process that ran it (host:pid:tag)
 
     @classmethod
     def of(cls, outcome: Outcome) -> RunRecord:
@@ -41,3 +44,40 @@ class JobState:
     last_nominal: datetime | None  # nominal time of the last run that started
     last_outcome: str | None
     last_success_at: datetime | None
+
+
+class ClaimStatus(StrEnum):
+    """What the store said when a run asked to start."""
+
+    WON = "won"  # this process runs it
+    TAKEN = "taken"  # another process claimed this slot already: it runs (or ran) there
+    IN_FLIGHT = "in_flight"  # this process holds the slot, but a run of the job is in flight: skipped
+
+
+@dataclass(frozen=True)
+class InFlightRun:
+    """A run in flight, as the store knows it: which slot, since when, where."""
+
+    job: str
+    scheduled_for: datetime
+    started_at: datetime
+    replica: str | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: ClaimStatus
+    run_id: int | None = None  # the in-flight row, when WON
+    holder: InFlightRun | None = None  # the run in flight, when IN_FLIGHT
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A run found in flight whose process died: closed as interrupted, maybe retried once."""
+
+    job: str
+    scheduled_for: datetime
+    started_at: datetime | None
+    replica: str | None
+    was_retry: bool

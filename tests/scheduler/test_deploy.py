@@ -78,7 +78,11 @@ def test_dockerfile_runs_as_a_non_root_user_with_state_in_a_volume() -> None:
     assert re.search(r"^USER tickless$", text, re.M)
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
     assert 'VOLUME ["/var/lib/tickless"]' in text
-    assert "SCHEDULER_STATE_PATH=/var/lib/tickless/" in text
+    # The default state path (data/..., relative to WORKDIR /app) reaches the volume through a link,
+    # so the image sets no state variable and replicas can set SCHEDULER_STATE_URL alone.
+    assert re.search(r"^WORKDIR /app$", text, re.M) and "ln -s /var/lib/tickless /app/data" in text
+    settings = "".join(re.findall(r"^ENV (?:.*\\\n)*.*$", text, re.M))
+    assert "SCHEDULER_CONFIG" in settings and "SCHEDULER_STATE_PATH" not in settings
 
 
 def test_dockerfile_healthcheck_command_works_against_a_running_service(

@@ -20,9 +20,13 @@ class FakeService:
     now: datetime = NOW
     running: bool = True
     next_runs: dict[str, datetime] = field(default_factory=dict)
+    store: dict[str, object] = field(default_factory=lambda: {"location": "state.sqlite", "ok": True})
 
     def clock(self) -> datetime:
         return self.now
+
+    def store_status(self) -> dict[str, object]:
+        return self.store
 
     def next_run(self, name: str) -> datetime | None:
         return self.next_runs.get(name)
@@ -78,3 +82,14 @@ def test_an_old_success_from_before_a_restart_is_not_held_against_the_job() -> N
     assert tracker.check().healthy  # its next slot is tomorrow: silence until then is not its fault
     service.now = NOW + timedelta(days=2, seconds=61)  # 2 x 24 h + 60 s timeout since it was scheduled
     assert not tracker.check().healthy
+
+
+def test_a_failing_state_store_is_unhealthy_and_named() -> None:
+    service = FakeService({}, store={"location": "postgresql://u@db:5432/t", "ok": False,
+                                     "failing_since": "2026-03-10T10:00:00.000Z", "error": "connection refused"})
+    health = HealthTracker(service, {}, service.clock).check()
+    assert not health.healthy
+    assert health.body["problems"] == [
+        "the state store postgresql://u@db:5432/t is failing since 2026-03-10T10:00:00.000Z: connection refused"
+    ]
+    assert health.body["state_store"] == service.store

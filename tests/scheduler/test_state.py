@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.errors import StateError
+from scheduler.errors import StateError, StoreUnavailable
 from scheduler.state.records import RunRecord
-from scheduler.state.store import StateStore
+from scheduler.state.sqlite import SqliteStore as StateStore
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -20,17 +20,17 @@ def test_creates_its_folder_uses_wal_and_versions_the_schema(tmp_path: Path) -> 
     StateStore(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_runs_and_job_state_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     store = StateStore(path)
-    store.save_grid("a", "every 15m tz=UTC", T0)
-    store.record(RunRecord("a", T0, "ok", T0, T0 + timedelta(seconds=2), status=200, attempts=1, duration_s=2.0))
-    store.record(RunRecord("a", T0 + timedelta(minutes=15), "failed", T0 + timedelta(minutes=15), status=503, attempts=3,
-                           error="HTTP 503"))
-    store.record(RunRecord("a", T0 + timedelta(minutes=30), "skipped_in_flight"))
+    store.claim_grid("a", "every 15m tz=UTC", T0)
+    store.record_many([RunRecord("a", T0, "ok", T0, T0 + timedelta(seconds=2), status=200, attempts=1, duration_s=2.0)])
+    store.record_many([RunRecord("a", T0 + timedelta(minutes=15), "failed", T0 + timedelta(minutes=15), status=503, attempts=3,
+                           error="HTTP 503")])
+    store.record_many([RunRecord("a", T0 + timedelta(minutes=30), "skipped_in_flight")])
     store.close()
 
     again = StateStore(path)
@@ -46,10 +46,10 @@ def test_runs_and_job_state_survive_reopening(tmp_path: Path) -> None:
 
 def test_history_is_bounded_per_job(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.sqlite", history_per_job=5)
-    store.save_grid("a", "f", T0)
+    store.claim_grid("a", "f", T0)
     for minute in range(12):
-        store.record(RunRecord("a", T0 + timedelta(minutes=minute), "ok", T0))
-    store.record(RunRecord("b", T0, "ok", T0))
+        store.record_many([RunRecord("a", T0 + timedelta(minutes=minute), "ok", T0)])
+    store.record_many([RunRecord("b", T0, "ok", T0)])
     assert len(store.history("a", 100)) == 5
     assert store.history("a", 1)[0].scheduled_for == T0 + timedelta(minutes=11)
     assert len(store.history(None, 100)) == 6
@@ -60,8 +60,8 @@ def test_history_is_bounded_per_job(tmp_path: Path) -> None:
 def test_the_seed_is_stored_once(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.sqlite")
     assert store.jitter_seed() is None
-    store.save_jitter_seed(1234)
-    store.save_jitter_seed(99)  # a later drawn seed never replaces the stored one
+    assert store.claim_jitter_seed(1234) == 1234
+    assert store.claim_jitter_seed(99) == 1234  # a later drawn seed never replaces the stored one
     store.close()
     assert StateStore(tmp_path / "state.sqlite").jitter_seed() == 1234
 
@@ -86,20 +86,26 @@ def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_read_only_handle_reads_what_the_service_wrote(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "state.sqlite"
     writer = StateStore(path)
-    writer.save_grid("a", "f", T0)
-    writer.record(RunRecord("a", T0, "ok", T0))
+    writer.claim_grid("a", "f", T0)
+    writer.record_many([RunRecord("a", T0, "ok", T0)])
     reader = StateStore(path, readonly=True)
     assert [run.job for run in reader.history()] == ["a"]
-    reader.save_grid("b", "f", T0)  # refused by SQLite, logged, not raised
-    assert "could not save the grid of job b" in caplog.text
+    with pytest.raises(StoreUnavailable):
+        reader.claim_grid("b", "f", T0)  # refused by SQLite: counted and logged
+    assert "failed (the grid of job b)" in caplog.text
     assert set(reader.job_states()) == {"a"}
 
 
-def test_a_failed_write_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = StateStore(tmp_path / "state.sqlite")
-    store.close()
-    store.record(RunRecord("a", T0, "ok", T0))  # the connection is closed: the write fails
-    assert "could not record 1 run(s) of a in" in caplog.text
+def test_failed_writes_are_logged_once_per_streak_and_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "state.sqlite"
+    store = StateStore(path)
+    store.claim_grid("a", "f", T0)
+    path.unlink()  # deleted under the service: SQLite would go on writing to the unlinked file
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable, match="deleted or replaced"):
+            store.record_many([RunRecord("a", T0, "ok", T0)])
+    assert store.failures.total == 3 and store.failures.failing
+    assert caplog.text.count("failed (1 run record(s))") == 1
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,370 @@
+"""The PostgreSQL state store (``SCHEDULER_STATE_URL``): any number of replicas, each slot fired once.
+
+Every replica computes the same slots (the jitter seed and each job's grid
+are stored and shared). Before a run starts, its replica claims the slot
+``(job, nominal time)`` with one ``INSERT ... ON CONFLICT DO NOTHING``; only
+the winner fires it. No leader, no failover delay.
+
+A run in flight is a row with a lease (``lease_until``) that its replica
+renews while it runs. The claim, the check that no run of the job is in
+flight and the in-flight row are one transaction under a per-job advisory
+lock, so two replicas never start two runs of one job. Leases are compared
+with the database's clock, so replicas on hosts whose clocks disagree still
+agree on when a lease expired.
+
+Tables are prefixed ``tickless_`` (the database may be the application's).
+The schema is versioned in ``tickless_meta`` and migrated at start under an
+advisory lock, so replicas starting together migrate once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from scheduler.errors import StateError, StoreUnavailable
+from scheduler.execution.run import RunOutcome
+from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, RunRecord
+from scheduler.state.store import FailureStreak, claims_kept
+
+logger = logging.getLogger("scheduler.state")
+
+SCHEMA_VERSION = 1
+_MIGRATION_LOCK = 0x7469636B  # "tick": one replica migrates at a time
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tickless_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tickless_runs (
+    id BIGSERIAL PRIMARY KEY,
+    job TEXT NOT NULL,
+    scheduled_for TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    error_type TEXT,
+    attempts INTEGER,
+    duration_s DOUBLE PRECISION,
+    error TEXT,
+    retry BOOLEAN NOT NULL DEFAULT FALSE,
+    replica TEXT,
+    lease_until TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS tickless_runs_by_job ON tickless_runs (job, id);
+CREATE INDEX IF NOT EXISTS tickless_runs_in_flight ON tickless_runs (job) WHERE outcome = 'running';
+CREATE TABLE IF NOT EXISTS tickless_jobs (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    anchor TIMESTAMPTZ NOT NULL,
+    last_nominal TIMESTAMPTZ,
+    last_outcome TEXT,
+    last_success_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS tickless_claims (
+    job TEXT NOT NULL,
+    scheduled_for TIMESTAMPTZ NOT NULL,
+    retry BOOLEAN NOT NULL,
+    claimed_by TEXT NOT NULL,
+    claimed_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (job, scheduled_for, retry)
+);
+CREATE TABLE IF NOT EXISTS tickless_replicas (
+    replica TEXT PRIMARY KEY,
+    started_at TIMESTAMPTZ NOT NULL,
+    heartbeat_at TIMESTAMPTZ NOT NULL,
+    config_fingerprint TEXT NOT NULL
+)
+"""
+_RUN_COLUMNS = (
+    "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
+)
+_INTERRUPTED = "the process running it stopped (crash, kill -9, lost host); its lease expired"
+
+
+def redacted(url: str) -> str:
+    """The URL without its password (safe for logs, errors and ``list --json``)."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://(unparseable URL, not shown)"
+    user = str(params.get("user") or "")
+    host = params.get("host") or "localhost"
+    port = params.get("port")
+    database = params.get("dbname") or ""
+    where = f"{host}:{port}" if port else str(host)
+    return f"postgresql://{user + '@' if user else ''}{where}/{database}"
+
+
+class PostgresStore:
+    """The state store in a PostgreSQL database, shared by every replica."""
+
+    def __init__(
+        self, url: str, history_per_job: int = 100, *, pool_size: int = 10, connect_timeout: float = 10.0,
+    ) -> None:
+        self.location = redacted(url)
+        self.history_per_job = history_per_job
+        self.readonly = False
+        self.failures = FailureStreak(self.location)
+        password = conninfo_to_dict(url).get("password")
+        self._secret = str(password) if password else None
+        try:
+            conninfo = make_conninfo(url, connect_timeout=max(1, int(connect_timeout)), application_name="tickless")
+            self._pool = psycopg_pool.ConnectionPool(
+                conninfo, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
+                check=psycopg_pool.ConnectionPool.check_connection, name="tickless-state",
+            )
+            self._pool.open(wait=True, timeout=connect_timeout)
+            self._migrate()
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            self._close_quietly()
+            raise StateError(self.location, self._clean(exc), variable="SCHEDULER_STATE_URL",
+                             hint="check that PostgreSQL is up and the URL, user and database are right") from None
+
+    def _clean(self, error: BaseException | str) -> str:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _close_quietly(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.close(timeout=1)
+
+    def _migrate(self) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS tickless_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = conn.execute("SELECT value FROM tickless_meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise psycopg.DataError(
+                    f"schema version {version} is newer than this tickless understands ({SCHEMA_VERSION}): upgrade this replica"
+                )
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO tickless_meta (key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(SCHEMA_VERSION),),
+            )
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction; any failure is counted and raised as StoreUnavailable."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            self.failures.failed(what, self._clean(exc))
+            raise StoreUnavailable(self.location, self._clean(exc)) from None
+        self.failures.succeeded()
+
+    def close(self) -> None:
+        self._pool.close(timeout=5)
+
+    # -- seed -------------------------------------------------------------------------
+    def jitter_seed(self) -> int | None:
+        with self._transaction("reading the jitter seed") as conn:
+            row = conn.execute("SELECT value FROM tickless_meta WHERE key = 'jitter_seed'").fetchone()
+        return int(row[0]) if row else None
+
+    def claim_jitter_seed(self, candidate: int) -> int:
+        with self._transaction("the jitter seed") as conn:
+            conn.execute("INSERT INTO tickless_meta (key, value) VALUES ('jitter_seed', %s) ON CONFLICT DO NOTHING", (str(candidate),))
+            row = conn.execute("SELECT value FROM tickless_meta WHERE key = 'jitter_seed'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # -- jobs -------------------------------------------------------------------------
+    def job_states(self) -> dict[str, JobState]:
+        with self._transaction("reading job states") as conn:
+            rows = conn.execute(
+                "SELECT name, fingerprint, anchor, last_nominal, last_outcome, last_success_at FROM tickless_jobs"
+            ).fetchall()
+        return {
+            name: JobState(fingerprint, anchor, nominal, outcome, success)
+            for name, fingerprint, anchor, nominal, outcome, success in rows
+        }
+
+    def claim_grid(self, name: str, fingerprint: str, anchor: datetime) -> datetime:
+        with self._transaction(f"the grid of job {name}") as conn:
+            conn.execute(
+                "INSERT INTO tickless_jobs (name, fingerprint, anchor) VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE SET "
+                "fingerprint = excluded.fingerprint, anchor = excluded.anchor WHERE tickless_jobs.fingerprint <> excluded.fingerprint",
+                (name, fingerprint, anchor),
+            )
+            row = conn.execute("SELECT anchor FROM tickless_jobs WHERE name = %s", (name,)).fetchone()
+        assert row is not None
+        stored: datetime = row[0]
+        return stored
+
+    # -- runs -------------------------------------------------------------------------
+    def begin_run(
+        self, job: str, scheduled_for: datetime, *, replica: str, now: datetime, lease_seconds: float,
+        retry: bool = False, force: bool = False,
+    ) -> Claim:
+        with self._transaction(f"the claim of a run of {job}") as conn:
+            claimed = conn.execute(
+                "INSERT INTO tickless_claims (job, scheduled_for, retry, claimed_by, claimed_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (job, scheduled_for, retry, replica, now),
+            ).rowcount
+            if not claimed:
+                return Claim(ClaimStatus.TAKEN)
+            # One start of this job at a time, across replicas: the in-flight check and the row are one step.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('tickless:' || %s))", (job,))
+            holder = None if force else self._in_flight(conn, job)
+            if holder is not None:
+                self._insert(conn, RunRecord(job, scheduled_for, RunOutcome.SKIPPED_IN_FLIGHT, retry=retry, replica=replica))
+                return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
+            row = conn.execute(
+                "INSERT INTO tickless_runs (job, scheduled_for, started_at, outcome, retry, replica, lease_until)"
+                " VALUES (%s, %s, %s, 'running', %s, %s, clock_timestamp() + %s) RETURNING id",
+                (job, scheduled_for, now, retry, replica, timedelta(seconds=lease_seconds)),
+            ).fetchone()
+            conn.execute(
+                "UPDATE tickless_jobs SET last_nominal = GREATEST(last_nominal, %s) WHERE name = %s", (scheduled_for, job),
+            )
+        assert row is not None
+        return Claim(ClaimStatus.WON, run_id=int(row[0]))
+
+    def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
+        with self._transaction(f"a skipped run of {job}") as conn:
+            claimed = conn.execute(
+                "INSERT INTO tickless_claims (job, scheduled_for, retry, claimed_by, claimed_at)"
+                " VALUES (%s, %s, FALSE, %s, %s) ON CONFLICT DO NOTHING",
+                (job, scheduled_for, replica, now),
+            ).rowcount
+            if claimed:
+                self._insert(conn, RunRecord(job, scheduled_for, RunOutcome.SKIPPED_IN_FLIGHT, replica=replica))
+        return bool(claimed)
+
+    def in_flight(self, job: str, now: datetime) -> InFlightRun | None:
+        with self._transaction(f"reading runs of {job} in flight") as conn:
+            return self._in_flight(conn, job)
+
+    @staticmethod
+    def _in_flight(conn: psycopg.Connection[Any], job: str) -> InFlightRun | None:
+        row = conn.execute(
+            "SELECT scheduled_for, started_at, replica, retry FROM tickless_runs"
+            " WHERE job = %s AND outcome = 'running' AND lease_until > clock_timestamp() ORDER BY id DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return None if row is None else InFlightRun(job, row[0], row[1], row[2], row[3])
+
+    def renew(self, run_ids: Sequence[int], now: datetime, lease_seconds: float) -> None:
+        """Extend the leases of these in-flight runs to ``lease_seconds`` from now (the database's clock)."""
+        if not run_ids:
+            return
+        with self._transaction("lease renewal") as conn:
+            conn.execute(
+                "UPDATE tickless_runs SET lease_until = clock_timestamp() + %s WHERE id = ANY(%s) AND outcome = 'running'",
+                (timedelta(seconds=lease_seconds), list(run_ids)),
+            )
+
+    def finish_runs(self, finished: Sequence[tuple[int | None, RunRecord]]) -> None:
+        with self._transaction(f"{len(finished)} run record(s)") as conn:
+            for run_id, record in finished:
+                if run_id is None:
+                    self._insert(conn, record)
+                    continue
+                conn.execute(
+                    "UPDATE tickless_runs SET outcome = %s, finished_at = %s, status = %s, error_type = %s, attempts = %s,"
+                    " duration_s = %s, error = %s, lease_until = NULL WHERE id = %s",
+                    (record.outcome, record.finished_at, record.status, record.error_type, record.attempts,
+                     record.duration_s, record.error, run_id),
+                )
+                self._update_job(conn, record)
+            for job in {record.job for _, record in finished}:
+                self._prune(conn, job)
+
+    def record_many(self, runs: Sequence[RunRecord]) -> None:
+        self.finish_runs([(None, run) for run in runs])
+
+    def expire_in_flight(self, now: datetime, *, all_rows: bool) -> list[Interrupted]:
+        """Close as interrupted the in-flight rows whose lease has expired (``all_rows`` is not
+        safe with replicas: a live replica's rows would be closed; it is ignored here)."""
+        with self._transaction("closing interrupted runs") as conn:
+            rows = conn.execute(
+                "UPDATE tickless_runs SET outcome = 'interrupted', finished_at = %s, lease_until = NULL, error = %s"
+                " WHERE outcome = 'running' AND lease_until <= clock_timestamp()"
+                " RETURNING job, scheduled_for, started_at, replica, retry",
+                (now, _INTERRUPTED),
+            ).fetchall()
+            for job, *_ in rows:
+                conn.execute("UPDATE tickless_jobs SET last_outcome = 'interrupted' WHERE name = %s", (job,))
+        return [Interrupted(job, slot, started, replica, retry) for job, slot, started, replica, retry in rows]
+
+    def _insert(self, conn: psycopg.Connection[Any], run: RunRecord) -> None:
+        conn.execute(
+            f"INSERT INTO tickless_runs ({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+            (run.job, run.scheduled_for, run.outcome, run.started_at, run.finished_at, run.status, run.error_type,
+             run.attempts, run.duration_s, run.error, run.retry, run.replica),
+        )
+        if run.outcome in (RunOutcome.OK, RunOutcome.FAILED, RunOutcome.ABANDONED_AT_SHUTDOWN):
+            conn.execute(
+                "UPDATE tickless_jobs SET last_nominal = GREATEST(last_nominal, %s) WHERE name = %s", (run.scheduled_for, run.job),
+            )
+            self._update_job(conn, run)
+
+    @staticmethod
+    def _update_job(conn: psycopg.Connection[Any], run: RunRecord) -> None:
+        success = run.finished_at if run.outcome == RunOutcome.OK else None
+        conn.execute(
+            "UPDATE tickless_jobs SET last_outcome = %s, last_success_at = COALESCE(%s, last_success_at) WHERE name = %s",
+            (run.outcome, success, run.job),
+        )
+
+    def _prune(self, conn: psycopg.Connection[Any], job: str) -> None:
+        conn.execute(
+            "DELETE FROM tickless_runs WHERE job = %s AND outcome <> 'running' AND id <= "
+            "(SELECT id FROM tickless_runs WHERE job = %s AND outcome <> 'running' ORDER BY id DESC LIMIT 1 OFFSET %s)",
+            (job, job, self.history_per_job),
+        )
+        conn.execute(
+            "DELETE FROM tickless_claims WHERE job = %s AND scheduled_for < "
+            "(SELECT scheduled_for FROM tickless_claims WHERE job = %s ORDER BY scheduled_for DESC LIMIT 1 OFFSET %s)",
+            (job, job, claims_kept(self.history_per_job)),
+        )
+
+    def history(self, job: str | None = None, limit: int = 20) -> list[RunRecord]:
+        query = f"SELECT {_RUN_COLUMNS} FROM tickless_runs"  # noqa: S608
+        params: tuple[object, ...] = ()
+        if job is not None:
+            query += " WHERE job = %s"
+            params = (job,)
+        with self._transaction("reading the run history") as conn:
+            rows = conn.execute(query + " ORDER BY id DESC LIMIT %s", (*params, limit)).fetchall()
+        return [
+            RunRecord(name, slot, RunOutcome(outcome), started, finished, status, error_type, attempts, duration, error, retry, replica)
+            for name, slot, outcome, started, finished, status, error_type, attempts, duration, error, retry, replica in rows
+        ]
+
+    # -- replicas ---------------------------------------------------------------------
+    def heartbeat(self, replica: str, config_fingerprint: str, now: datetime, stale_after: float) -> list[str]:
+        """Say this replica is alive; return the other live replicas whose jobs.yaml differs from ours."""
+        with self._transaction("the replica heartbeat") as conn:
+            conn.execute(
+                "INSERT INTO tickless_replicas (replica, started_at, heartbeat_at, config_fingerprint)"
+                " VALUES (%s, %s, clock_timestamp(), %s) ON CONFLICT (replica) DO UPDATE SET"
+                " heartbeat_at = clock_timestamp(), config_fingerprint = excluded.config_fingerprint",
+                (replica, now, config_fingerprint),
+            )
+            conn.execute("DELETE FROM tickless_replicas WHERE heartbeat_at < clock_timestamp() - %s",
+                         (timedelta(seconds=stale_after * 10),))
+            rows = conn.execute(
+                "SELECT replica FROM tickless_replicas WHERE replica <> %s AND config_fingerprint <> %s"
+                " AND heartbeat_at > clock_timestamp() - %s ORDER BY replica",
+                (replica, config_fingerprint, timedelta(seconds=stale_after)),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def leave(self, replica: str) -> None:
+        with self._transaction("leaving the replica set") as conn:
+            conn.execute("DELETE FROM tickless_replicas WHERE replica = %s", (replica,))
