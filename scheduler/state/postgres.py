@@ -115,6 +115,9 @@ class PostgresStore:
         self._secret = str(password) if password else None
         try:
             conninfo = make_conninfo(url, connect_timeout=max(1, int(connect_timeout)), application_name="tickless")
+            # One connection first, outside the pool: an unreachable server is reported at once and
+            # with its reason, where the pool would retry for connect_timeout and say only that it timed out.
+            psycopg.connect(conninfo).close()
             self._pool = psycopg_pool.ConnectionPool(
                 conninfo, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
                 check=psycopg_pool.ConnectionPool.check_connection, name="tickless-state",
