@@ -7,6 +7,7 @@ scheduler this replaces: ``NAME='' must be a positive integer (seconds)``.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,21 @@ DEFAULT_METRICS_ADDR = "127.0.0.1:9464"
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TOKEN_VARS = ("SCHEDULER_API_TOKEN", "SCHEDULER_API_TOKEN_FILE")
+# A token file holds one token; anything larger is some other file.
+MAX_TOKEN_FILE_BYTES = 4096
+# What an HTTP header value may carry as a bearer token: visible ASCII, no spaces.
+_TOKEN_CHARACTER = re.compile(r"[\x21-\x7e]")
+
+
+def _describe_character(char: str) -> str:
+    """Names a character that cannot be in a token without showing the token around it."""
+    if char == " ":
+        return "a space"
+    if char == "\t":
+        return "a tab"
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return f"a control character (U+{ord(char):04X})"
+    return "not ASCII"
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,13 @@ class _Reader(EnvReader):
             self.problems.note(
                 f"API_URL={raw!r} must be an http:// or https:// URL with a host, "
                 f"e.g. {DEFAULT_API_URL}"
+            )
+            return DEFAULT_API_URL
+        if parts.username is not None or parts.password is not None:
+            # Shown without its password; the token is the one credential sent.
+            self.problems.note(
+                f"API_URL={without_password(raw.strip())!r} must not carry credentials (user:password@): "
+                "the scheduler authenticates with SCHEDULER_API_TOKEN (the password, if any, is not shown)"
             )
             return DEFAULT_API_URL
         if parts.query or parts.fragment:
@@ -155,7 +178,7 @@ class _Reader(EnvReader):
                     "without authentication"
                 )
                 return None
-            return direct.strip()
+            return self._checked_token("SCHEDULER_API_TOKEN", direct.strip())
         if path is not None:
             return self._token_from_file(path)
         return None
@@ -165,15 +188,42 @@ class _Reader(EnvReader):
             self.problems.note("SCHEDULER_API_TOKEN_FILE='' must name a readable file")
             return None
         try:
-            text = Path(path).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.problems.note(f"SCHEDULER_API_TOKEN_FILE={path!r}: cannot read the token: {reason}")
+            # Read at most the limit and one byte more: /dev/zero or a log file
+            # named by mistake is refused at once, not read into memory.
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+        except OSError as exc:
+            self.problems.note(f"SCHEDULER_API_TOKEN_FILE={path!r}: cannot read the token: {exc.strerror or exc}")
             return None
+        if len(raw) > MAX_TOKEN_FILE_BYTES:
+            self.problems.note(
+                f"SCHEDULER_API_TOKEN_FILE={path!r}: larger than {MAX_TOKEN_FILE_BYTES // 1024} KiB: "
+                "not a token file (it must hold the token alone, on one line)"
+            )
+            return None
+        text = raw.decode("utf-8", errors="replace").strip()
         if not text:
             self.problems.note(f"SCHEDULER_API_TOKEN_FILE={path!r}: the file is empty")
             return None
-        return text
+        return self._checked_token(f"SCHEDULER_API_TOKEN_FILE={path!r}", text)
+
+    def _checked_token(self, where: str, token: str) -> str | None:
+        """The token if it is one line of visible ASCII; else a problem that never quotes it."""
+        if "\n" in token or "\r" in token:
+            lines = len(token.splitlines())
+            self.problems.note(
+                f"{where}: the token must be one line of visible ASCII characters, but it has {lines} lines "
+                "(the value is not shown: it is a secret)"
+            )
+            return None
+        bad = next((index for index, char in enumerate(token) if not _TOKEN_CHARACTER.match(char)), None)
+        if bad is not None:
+            self.problems.note(
+                f"{where}: the token must be one line of visible ASCII characters, but character {bad + 1} "
+                f"is {_describe_character(token[bad])} (the value is not shown: it is a secret)"
+            )
+            return None
+        return token
 
 
 def config_path(env: Mapping[str, str], override: str | None = None) -> Path:

@@ -16,6 +16,8 @@ from scheduler.timing.triggers import NonDriftingTrigger, initial_offset, schedu
 
 # Bound on the slots walked to find the latest one missed inside a catch-up window.
 _MAX_WALK = 100_000
+# A catch-up closer than interval / 10 to the next regular run is dropped.
+CATCH_UP_MIN_GAP_DIVISOR = 10
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,21 @@ def plan_jobs(
             plans[spec.name] = _plan(trigger, moment, fingerprint(spec), moment, reason)
         else:
             trigger = _trigger(spec, anchor, seed)
+            following = trigger.nominal_after(slot)
+            if following is not None and _too_close(moment, slot, following, trigger.fire_time(following)):
+                # Two runs a moment apart do the same work twice: the regular run stands for both.
+                plans[spec.name] = _plan(
+                    trigger, anchor, fingerprint(spec), following,
+                    f"catch-up of the slot at {slot.isoformat()} dropped: it would fire within a tenth of an "
+                    f"interval of the next run",
+                )
+                continue
             trigger.record(moment, slot)  # a catch-up fires off the grid, for its past slot
             plans[spec.name] = Plan(trigger, anchor, fingerprint(spec), moment, slot, reason)
     return plans
+
+
+def _too_close(moment: datetime, slot: datetime, following: datetime, following_fire: datetime) -> bool:
+    """Whether a catch-up at ``moment`` lands within a tenth of an interval (the gap between
+    the missed slot and the next one) of the next regular run, which fires at ``following_fire``."""
+    return following_fire - moment < (following - slot) / CATCH_UP_MIN_GAP_DIVISOR

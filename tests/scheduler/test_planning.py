@@ -185,3 +185,25 @@ def test_moving_a_job_in_the_file_does_not_change_it() -> None:
     job = every("a", 60)
     moved = JobSpec(name="a", line=40, schedule=job.schedule, target=TARGET)
     assert moved == job
+
+
+def test_a_catch_up_within_a_tenth_of_an_interval_of_the_next_run_is_dropped() -> None:
+    # Slots every 100 s at ..., START-10s, START+90s. The spread puts the second job's
+    # catch-up at START+81s: 9 s before its next regular run, less than a tenth of 100 s.
+    jobs = [every("a-first", 100), every("b-second", 100)]
+    last = START - timedelta(seconds=110)
+    states = {job.name: ran(job, last) for job in jobs}
+    plans = plan_jobs(jobs, states, 1, START, 162)
+    kept, dropped = plans["a-first"], plans["b-second"]
+    assert kept.first_fire == START and kept.first_nominal == START - timedelta(seconds=10)
+    assert dropped.first_fire == dropped.first_nominal == START + timedelta(seconds=90)
+    assert dropped.reason.startswith(f"catch-up of the slot at {(START - timedelta(seconds=10)).isoformat()} dropped")
+    assert "within a tenth of an interval of the next run" in dropped.reason
+
+
+def test_a_catch_up_a_tenth_of_an_interval_or_more_before_the_next_run_is_kept() -> None:
+    jobs = [every("a-first", 100), every("b-second", 100)]
+    last = START - timedelta(seconds=110)
+    plans = plan_jobs(jobs, {job.name: ran(job, last) for job in jobs}, 1, START, 160)  # b at START+80s: 10 s before
+    assert plans["b-second"].first_fire == START + timedelta(seconds=80)
+    assert plans["b-second"].first_nominal == START - timedelta(seconds=10)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from scheduler.config.settings import Settings, load_settings
+from scheduler.config.settings import MAX_TOKEN_FILE_BYTES, Settings, load_settings
 from scheduler.errors import ConfigError
 from tickless.config.variables import check_seconds
 
@@ -352,3 +353,56 @@ def test_unrelated_variables_are_ignored() -> None:
     settings = load_settings({"PATH": "/usr/bin", "SCHEDULER_DATA_REFRESH_INTERVAL": "abc", "HOME": ""})
     assert settings.api_url == "http://localhost:8000"
     assert settings.startup_grace_seconds == 60
+
+
+# -- the token's form and the token file's size (issue 11) -------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (f"{SECRET}\n# rotated", "it has 2 lines"),
+    (f"{SECRET}\r\nsecond", "it has 2 lines"),
+    (f"tk-{SECRET} with space", "character 31 is a space"),
+    (f"tk\t{SECRET}", "character 3 is a tab"),
+    (f"tk-{SECRET}\x00", "character 31 is a control character (U+0000)"),
+    (f"tk-é{SECRET}", "character 4 is not ASCII"),
+])
+def test_a_token_must_be_one_line_of_visible_ascii_and_is_never_quoted(tmp_path: Path, raw: str, why: str) -> None:
+    rule = "the token must be one line of visible ASCII characters, but "
+    hidden = " (the value is not shown: it is a secret)"
+    assert problems_of({"SCHEDULER_API_TOKEN": raw}) == [f"SCHEDULER_API_TOKEN: {rule}{why}{hidden}"]
+    path = token_file(tmp_path, raw + "\n")
+    lines = problems_of({"SCHEDULER_API_TOKEN_FILE": path})
+    assert lines == [f"SCHEDULER_API_TOKEN_FILE={path!r}: {rule}{why}{hidden}"]
+    assert SECRET not in "\n".join(lines) and "rotated" not in "\n".join(lines)
+
+
+def test_a_token_file_that_is_not_utf8_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(SECRET.encode() + b"\xff\xfe")
+    [line] = problems_of({"SCHEDULER_API_TOKEN_FILE": str(path)})
+    assert line.endswith("is not ASCII (the value is not shown: it is a secret)") and SECRET not in line
+
+
+def test_dev_zero_as_the_token_file_is_refused_at_once() -> None:
+    started = time.monotonic()
+    lines = problems_of({"SCHEDULER_API_TOKEN_FILE": "/dev/zero"})
+    assert time.monotonic() - started < 1.0
+    assert lines == [
+        "SCHEDULER_API_TOKEN_FILE='/dev/zero': larger than 4 KiB: not a token file (it must hold the token alone, on one line)"
+    ]
+
+
+def test_a_token_file_of_4_kib_is_read_and_one_byte_more_is_refused(tmp_path: Path) -> None:
+    token = "t" * MAX_TOKEN_FILE_BYTES
+    assert load_settings({"SCHEDULER_API_TOKEN_FILE": token_file(tmp_path, token)}).token == token
+    too_big = tmp_path / "big"
+    too_big.write_text(token + "\n")
+    assert "larger than 4 KiB" in problems_of({"SCHEDULER_API_TOKEN_FILE": str(too_big)})[0]
+
+
+def test_api_url_with_credentials_is_refused_without_its_password() -> None:
+    [line] = problems_of({"API_URL": "http://admin:hunter2@app:8000"})
+    assert line == (
+        "API_URL='http://admin@app:8000' must not carry credentials (user:password@): the scheduler authenticates "
+        "with SCHEDULER_API_TOKEN (the password, if any, is not shown)"
+    )

@@ -56,7 +56,8 @@ def test_an_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path: Path) ->
     assert time.monotonic() - started < 1.0
     # ru_maxrss is in KiB on Linux: expanded, this document is 387 million strings.
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024
-    assert f"beyond {MAX_NODES} nodes" in caught.value.message and caught.value.line is not None
+    assert f"beyond {MAX_NODES} nodes" in caught.value.message
+    assert caught.value.line == 12  # the first anchor whose expansion passes the budget: f, 9**6 strings
 
 
 def test_aliases_within_the_budget_are_expanded(tmp_path: Path) -> None:
@@ -92,3 +93,17 @@ def test_an_oversized_file_is_refused_without_reading_it_all(tmp_path: Path) -> 
     with pytest.raises(YamlProblem) as caught:
         load_yaml(path)
     assert "larger than 4 MiB" in caught.value.message
+
+
+@pytest.mark.parametrize("opening", ["[", "{a: "])
+@pytest.mark.parametrize("levels", [1000, 5000])
+def test_deep_flow_nesting_is_refused_by_the_scanner_in_well_under_a_second(tmp_path: Path, opening: str, levels: int) -> None:
+    # PyYAML's scanner looks ahead over a run of '[' at a cost growing with its square
+    # (1,000 levels took 0.4 s before the composer refused them): refused while scanning.
+    closing = "]" if opening == "[" else "}"
+    path = write(tmp_path, "jobs:\n  x:\n    json: " + opening * levels + "1" + closing * levels + "\n")
+    started = time.monotonic()
+    with pytest.raises(YamlProblem) as caught:
+        load_yaml(path)
+    assert time.monotonic() - started < 0.2
+    assert caught.value.line == 3 and f"more than {MAX_DEPTH} levels" in caught.value.message

@@ -65,6 +65,14 @@ class _Loader(yaml.SafeLoader):
         self.duplicates: list[YamlProblem] = []
         self._depth = 0
 
+    def fetch_flow_collection_start(self, token_class: type[yaml.Token]) -> None:
+        # The scanner looks ahead over a run of '[' or '{' with a cost that grows with
+        # its length squared (a thousand levels took half a second): refuse at the
+        # scanner, before the composer would.
+        if self.flow_level >= MAX_DEPTH:
+            raise YamlProblem(self.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         self._depth += 1
         try:
@@ -80,8 +88,9 @@ def _expanded_size(root: yaml.Node) -> int:
     """Nodes in the document with every alias expanded, counted once per use.
 
     Each node's size is computed once (memoised), so an alias bomb is measured
-    in time linear in its written size; counting stops past MAX_NODES. An alias
-    that refers to a node containing itself is infinite.
+    in time linear in its written size. Counting stops at the innermost node whose
+    expansion passes MAX_NODES: its line is the one reported. An alias that refers
+    to a node containing itself is infinite.
     """
     sizes: dict[int, int] = {}
     pending: set[int] = set()
@@ -100,7 +109,11 @@ def _expanded_size(root: yaml.Node) -> int:
         elif isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 total += size(key_node) + size(value_node)
-        total = min(total, MAX_NODES + 1)
+        if total > MAX_NODES:
+            raise YamlProblem(
+                node.start_mark.line + 1,
+                f"aliases expand the document beyond {MAX_NODES} nodes (an alias bomb?): write the values out",
+            )
         pending.discard(key)
         sizes[key] = total
         return total
@@ -165,11 +178,8 @@ def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
         raise YamlProblem(at_line, f"invalid YAML: character {character!r} is not allowed ({exc.reason})") from None
     try:
         node = loader.get_single_node()
-        if node is not None and _expanded_size(node) > MAX_NODES:
-            raise YamlProblem(
-                node.start_mark.line + 1,
-                f"aliases expand the document beyond {MAX_NODES} nodes (an alias bomb?): write the values out",
-            )
+        if node is not None:
+            _expanded_size(node)  # raises YamlProblem past the budget
         document = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
