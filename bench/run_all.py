@@ -13,7 +13,7 @@ import time
 
 from bench.common import ROOT, Mode, python
 
-HARNESSES = ["jitter_law", "catalog_refresh", "catalog_reads", "idle", "throughput", "firing", "cron_agreement"]
+HARNESSES = ["jitter_law", "catalog_refresh", "catalog_reads", "idle", "throughput", "firing", "cron_agreement", "claims"]
 
 
 def main() -> int:
