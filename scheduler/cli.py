@@ -1,12 +1,13 @@
-"""``scheduler run | validate | list | history | fire``: the only place errors become exit codes.
+"""``scheduler run | validate | list | history | status | fire | pause | resume``: the only place errors become exit codes.
 
 Exit codes: 0 ok, 1 a run failed, 2 bad configuration or usage, 3 not run
-(``fire``: a run of the job is in flight).
+(``fire``: a run of the job is in flight, or the job is paused).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -26,7 +27,18 @@ from scheduler.execution.run import JobRunner
 from scheduler.ops.logs import configure_logging, stop_logging
 from scheduler.ops.metrics import Metrics
 from scheduler.ops.server import OpsServer
-from scheduler.reports import history_text, job_row, list_text, run_json
+from scheduler.reports import (
+    by_scheduled_time,
+    history_text,
+    job_row,
+    last_started,
+    list_text,
+    paused_json,
+    paused_lines,
+    run_json,
+    status_row,
+    status_text,
+)
 from scheduler.service import Service, resolve_seed
 from scheduler.state.backends import check_store, open_store, peek_store
 from scheduler.state.instance_lock import InstanceLock
@@ -111,7 +123,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     now = args.from_time or utc_now()
     start = now + timedelta(seconds=settings.startup_grace_seconds)
     plans = plan_jobs(jobs, store.job_states() if store else {}, seed, start, settings.startup_spread_seconds)
-    rows = [job_row(spec, plans.get(spec.name), now, args.next) for spec in jobs]
+    paused = store.paused_jobs() if store else {}
+    rows = [{**job_row(spec, plans.get(spec.name), now, args.next), "paused": spec.name in paused} for spec in jobs]
     if args.json:
         document = {
             "api_url": settings.api_url,
@@ -151,12 +164,71 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.name is not None:
         _find(jobs, args.name)
     store = _peek_store(settings)
-    runs = store.history(args.name, args.limit) if store else []
+    runs = by_scheduled_time(store.history(args.name, args.limit) if store else [])
+    paused = [pause for name, pause in (store.paused_jobs() if store else {}).items() if args.name in (None, name)]
     if args.json:
-        document = {"state_path": settings.state_location, "runs": [run_json(run) for run in runs]}
+        document = {"state_path": settings.state_location, "runs": [run_json(run) for run in runs],
+                    "paused": [paused_json(pause) for pause in paused]}
         print(json.dumps(document, indent=2))
     else:
-        print(history_text(runs))
+        print("\n".join([history_text(runs), *paused_lines(paused)]))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings, jobs = load(args.config)
+    store = _peek_store(settings)
+    seed, _ = resolve_seed(settings, store)
+    now = utc_now()
+    # NEXT as `list` plans it, for a service running now (its start-up grace is over).
+    plans = plan_jobs(jobs, store.job_states() if store else {}, seed, now, settings.startup_spread_seconds)
+    paused = store.paused_jobs() if store else {}
+    rows = [
+        status_row(spec, plans.get(spec.name), last_started(store.history(spec.name, 10)) if store else None,
+                   paused.get(spec.name), now)
+        for spec in jobs
+    ]
+    if args.json:
+        print(json.dumps({"server_time": iso(now), "state_path": settings.state_location, "jobs": rows}, indent=2))
+    else:
+        print(status_text(rows, now))
+    return EXIT_OK
+
+
+def _operator() -> str:
+    """Who pauses: ``user@host``, kept with the pause and shown by status, history and the service's log."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container's arbitrary uid)
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    settings, jobs = load(args.config)
+    spec = _find(jobs, args.name)
+    store = _open_store(settings)
+    try:
+        pause = store.pause(spec.name, by=_operator(), now=utc_now())
+    finally:
+        store.close()
+    print(f"{spec.name}: paused since {iso(pause.paused_at)} by {pause.paused_by}; the service fires none of its slots "
+          f"from the next one on (within a second), until `scheduler resume {spec.name}`")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    settings, jobs = load(args.config)
+    spec = _find(jobs, args.name)
+    store = _open_store(settings)
+    try:
+        pause = store.resume(spec.name)
+    finally:
+        store.close()
+    if pause is None:
+        print(f"{spec.name}: was not paused")
+    else:
+        print(f"{spec.name}: resumed (paused since {iso(pause.paused_at)} by {pause.paused_by}); its next slot fires")
     return EXIT_OK
 
 
@@ -170,6 +242,11 @@ def cmd_fire(args: argparse.Namespace) -> int:
     # (the service, a replica, another fire) means this one does not run, unless --force.
     replica = f"fire:{socket.gethostname()}:{os.getpid()}"
     claim = store.begin_run(spec.name, now, replica=replica, now=now, lease_seconds=settings.lease_seconds, force=args.force)
+    if claim.status == ClaimStatus.PAUSED and claim.paused is not None:
+        print(f"{spec.name}: not run: the job is paused (since {iso(claim.paused.paused_at)} by {claim.paused.paused_by}); "
+              f"`scheduler resume {spec.name}` resumes it, --force runs it once anyway", file=sys.stderr)
+        store.close()
+        return EXIT_NOT_RUN
     if claim.status != ClaimStatus.WON:
         holder = claim.holder
         where = f"; it has been in flight since {iso(holder.started_at)} on {holder.replica} (scheduled for " \
@@ -200,17 +277,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         InstanceLock(settings.state_path).acquire()
     store = _open_store(settings)
     metrics = Metrics()
-    service = Service(settings, jobs, store, metrics=metrics, loader=lambda: load(args.config)[1],
+    service = Service(settings, jobs, store, metrics=metrics, loader=lambda: load(args.config),
                       config_fingerprint=jobs_fingerprint(jobs))
     server = None
     if settings.metrics_address:
         host, port = settings.metrics_address
         try:
-            server = OpsServer((host, port), metrics.registry, service.health.check)
+            server = OpsServer((host, port), metrics.registry, service.health.check, service.liveness.check)
         except OSError as exc:
             raise ConfigError([f"SCHEDULER_METRICS_ADDR={host}:{port}: cannot listen: {exc.strerror or exc}"]) from None
         server.start()
-        logging.getLogger("scheduler.cli").info("metrics and health on http://%s/metrics and /healthz", server.address)
+        logging.getLogger("scheduler.cli").info("metrics and health on http://%s/metrics, /livez and /healthz", server.address)
     abandoned = service.run()
     if server:
         server.close()
@@ -252,12 +329,32 @@ def build_parser() -> argparse.ArgumentParser:
     history.set_defaults(handler=cmd_history)
     fire = command("fire", "run one job once now (no grace) and report the outcome")
     fire.add_argument("name", metavar="NAME")
-    fire.add_argument("--force", action="store_true", help="run even when a run of the job is in flight (exit 3 otherwise)")
+    fire.add_argument("--force", action="store_true",
+                      help="run even when a run of the job is in flight or the job is paused (exit 3 otherwise)")
     fire.set_defaults(handler=cmd_fire)
+    status = command("status", "one line per job: next run, time left, last run, its result and duration")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+    pause = command("pause", "stop firing a job (recorded in the state store; the running service honours it within a second)")
+    pause.add_argument("name", metavar="NAME")
+    pause.set_defaults(handler=cmd_pause)
+    resume = command("resume", "fire a paused job again from its next slot")
+    resume.add_argument("name", metavar="NAME")
+    resume.set_defaults(handler=cmd_resume)
     return parser
 
 
+def importable_from_cwd() -> None:
+    """Put the working directory first on the module path, as ``python -m scheduler`` does,
+    so ``call:`` modules import the same whichever way the CLI is started (the ``scheduler``
+    console script would otherwise see only its own folder)."""
+    cwd = os.getcwd()
+    if not any(entry in ("", cwd) for entry in sys.path):
+        sys.path.insert(0, cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    importable_from_cwd()
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))

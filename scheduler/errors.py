@@ -95,3 +95,15 @@ class RunFailed(SchedulerError):
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class HookFailed(SchedulerError):
+    """A notification or ping (``notify:``, ``ping:``) was not delivered.
+
+    The message names the receiver by scheme and host only: the path and
+    query of such URLs are often secrets (a webhook token, a check's UUID).
+    """
+
+    def __init__(self, where: str, cause: str, *, attempts: int = 1) -> None:
+        self.attempts = attempts
+        super().__init__(f"{where}: {cause} ({attempts} attempt{'s' if attempts != 1 else ''})")

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
@@ -30,13 +31,16 @@ from scheduler.config.spec import JobSpec
 from scheduler.errors import ConfigError, StoreUnavailable
 from scheduler.execution.events import RunAbandoned, RunEvent, RunEvents, RunFinished, RunSkipped, RunStarted
 from scheduler.execution.executor import FireTimeExecutor
-from scheduler.execution.http import HttpClient
+from scheduler.execution.http import HookClient, HttpClient
 from scheduler.execution.run import JobRunner, Outcome, RunOutcome
 from scheduler.ops.health import HealthTracker
+from scheduler.ops.liveness import HEARTBEAT_SECONDS, Liveness
+from scheduler.ops.logs import redact
 from scheduler.ops.metrics import Metrics
+from scheduler.ops.notify import Notifier
 from scheduler.reload import JobChanges, diff_jobs
 from scheduler.state.recorder import BackgroundRecorder
-from scheduler.state.records import Claim, ClaimStatus
+from scheduler.state.records import Claim, ClaimStatus, PausedJob
 from scheduler.state.store import StateStore
 from scheduler.timing.planning import Plan, catch_up_seconds, plan_jobs
 from tickless.clock import Clock, iso, utc_now
@@ -44,7 +48,13 @@ from tickless.clock import Clock, iso, utc_now
 logger = logging.getLogger("scheduler.runner")  # the names logs have always carried
 reload_logger = logging.getLogger("scheduler.reload")
 
-Loader = Callable[[], list[JobSpec]]
+# Re-reads the environment and jobs.yaml on SIGHUP: the settings (for a token
+# file's new token) and the jobs, or ConfigError with every problem.
+Loader = Callable[[], tuple[Settings, list[JobSpec]]]
+
+HEARTBEAT_JOB = "#heartbeat"  # the liveness heartbeat's APScheduler job; '#' is in no job name of jobs.yaml
+PAUSE_POLL_SECONDS = 1.0  # how often the service reads which jobs are paused
+RETRY_WAIT_SECONDS = 1.0  # at most this long before a retry that found its job in flight asks again
 
 
 def resolve_seed(settings: Settings, store: StateStore | None) -> tuple[int, str]:
@@ -139,6 +149,7 @@ class Service:
         loader: Loader | None = None,
         clock: Clock = utc_now,
         config_fingerprint: str = "",
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -170,10 +181,16 @@ class Service:
         self.workers = max(32, 2 * len(self.jobs))
         self.http = HttpClient(settings.api_url, settings.token, self.workers, stopping=self.stopping, clock=clock)
         self.runs = JobRunner(self.http, clock)
-        self.health = HealthTracker(self, store.job_states(), clock)
+        states = store.job_states()
+        self.health = HealthTracker(self, states, clock)
+        # Series exist from the start, not only after each job's next run: alerts on staleness keep their data.
+        self.metrics.restore(self.jobs, {name: state.last_success_at for name, state in states.items()})
         self.events = RunEvents()
+        self.paused: dict[str, PausedJob] = {}  # as read from the store every PAUSE_POLL_SECONDS
+        self.notifier = Notifier(self.jobs.get, HookClient(stopping=self.stopping), self.metrics, states=states,
+                                 secrets=[settings.token or ""], replica=self.replica)
         # The in-flight table first: a listener that reads it sees the run's own state.
-        for listener in (self.inflight, self.metrics, self.health, self.recorder):
+        for listener in (self.inflight, self.metrics, self.health, self.recorder, self.notifier):
             self.events.subscribe(listener.on_event)
         self.scheduler = BlockingScheduler(
             executors={"default": FireTimeExecutor(self.workers, clock)},
@@ -184,6 +201,8 @@ class Service:
         self.metrics.store_up.set_function(lambda: 0.0 if store.failures.failing else 1.0)
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
         self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
+        self.liveness = Liveness(lambda: self.running, heartbeat_seconds=heartbeat_seconds,
+                                 stale_after_seconds=max(6 * heartbeat_seconds, 3.0))
         self._signals = 0
 
     @property
@@ -201,6 +220,13 @@ class Service:
         # Alone on a file (the instance lock is held), every in-flight row is from a process that died.
         self._close_interrupted(all_rows=not self.shared, retry_at=start)
         self._log_start(now, start)
+        self._read_paused()
+        # Fired by the loop and run by the worker pool like any job: /livez watches that it keeps running.
+        self.scheduler.add_job(
+            self.liveness.beat, "interval", seconds=self.liveness.heartbeat_seconds, id=HEARTBEAT_JOB, name=HEARTBEAT_JOB,
+            next_run_time=now, misfire_grace_time=None, coalesce=True, max_instances=1,
+        )
+        threading.Thread(target=self._watch_paused, name="pauses", daemon=True).start()
         threading.Thread(target=self._keep_leases, name="leases", daemon=True).start()
         threading.Thread(target=self._probe, name="probe", daemon=True).start()
         self.metrics.up.set(1)
@@ -221,6 +247,7 @@ class Service:
                 next_run_time=plan.first_fire, replace_existing=True,
             )
             self.metrics.next_run.labels(name).set_function(self._next_run_timestamp(name))
+            self.metrics.restore([name], {})  # a job added by a reload: its run counters at 0
             self.health.scheduled(name)
 
     def _plan(self, specs: list[JobSpec], start: datetime) -> dict[str, Plan]:
@@ -267,7 +294,7 @@ class Service:
         nominal = _nominal(name, plan, fire_time)
         following = trigger.following(nominal, fire_time)
         deadline = trigger.fire_time(following) if following else None
-        return self._perform(spec, nominal, deadline, retry=False)
+        return self._perform(spec, nominal, deadline, retry=False, fire_time=fire_time)
 
     def _run_retry(self, name: str, nominal: datetime, fire_time: datetime | None = None) -> Outcome | None:
         """The one retry of a run interrupted by its process's death: the same slot, the same Idempotency-Key."""
@@ -275,23 +302,27 @@ class Service:
         if spec is None or plan is None:
             return None
         following = plan.trigger.following(nominal, fire_time or self.clock())
-        return self._perform(spec, nominal, plan.trigger.fire_time(following) if following else None, retry=True)
+        return self._perform(spec, nominal, plan.trigger.fire_time(following) if following else None, retry=True,
+                             fire_time=fire_time)
 
-    def _perform(self, spec: JobSpec, nominal: datetime, deadline: datetime | None, *, retry: bool) -> Outcome | None:
+    def _perform(
+        self, spec: JobSpec, nominal: datetime, deadline: datetime | None, *, retry: bool, fire_time: datetime | None = None,
+    ) -> Outcome | None:
         name = spec.name
         claim = self._claim(name, nominal, retry)
         if claim is None:
             return None
         started_at, started = self.clock(), time.monotonic()
-        self.events.publish(RunStarted(name, nominal, started_at, claim.run_id, retry))
+        previous = (claim.previous.outcome, claim.previous.scheduled_for) if claim.previous else None
+        self.events.publish(RunStarted(name, nominal, started_at, claim.run_id, retry, previous))
         try:
-            outcome = self.runs.run(spec, nominal, deadline)
+            outcome = self.runs.run(spec, nominal, deadline, fire_time)
         except BaseException as exc:
             # A fault of the run path itself, not of the job: the run still ends for
             # every listener (never left in flight), and the executor logs the traceback.
             self.events.publish(RunFinished(Outcome(
                 job=name, outcome=RunOutcome.FAILED, scheduled_for=nominal, started_at=started_at,
-                lateness_seconds=(started_at - nominal).total_seconds(), duration_seconds=time.monotonic() - started,
+                lateness_seconds=(started_at - (fire_time or nominal)).total_seconds(), duration_seconds=time.monotonic() - started,
                 error=f"internal error: {type(exc).__name__}: {exc}"[:400], error_type=type(exc).__name__,
             ), claim.run_id, retry))
             raise
@@ -307,6 +338,8 @@ class Service:
             )
         except StoreUnavailable as exc:
             if not self.shared:
+                if name in self.paused:
+                    return None  # paused when the store was last read
                 return Claim(ClaimStatus.WON)  # alone on the file: the run goes on, unrecorded until the store is back
             self._missed_while_store_failed = True
             self.metrics.unclaimed.labels(name).inc()
@@ -316,6 +349,12 @@ class Service:
             return None
         if claim.status == ClaimStatus.TAKEN:
             logger.debug("job %s: the slot %s is another replica's", name, iso(nominal))
+            return None
+        if claim.status == ClaimStatus.PAUSED:
+            logger.debug("run not fired: job=%s scheduled_for=%s: the job is paused", name, iso(nominal))
+            return None
+        if claim.status == ClaimStatus.IN_FLIGHT and retry:
+            self._defer_retry(name, nominal)
             return None
         if claim.status == ClaimStatus.IN_FLIGHT:
             holder = claim.holder
@@ -347,6 +386,7 @@ class Service:
             )
             self.events.publish(RunAbandoned(run.job, run.scheduled_for, run.started_at, run.run_id, run.retry))
         self.recorder.close()
+        self.notifier.close()
         try:
             self.store.leave(self.replica)
         except StoreUnavailable:
@@ -400,6 +440,24 @@ class Service:
                     replace_existing=True, misfire_grace_time=None,
                 )
 
+    def _defer_retry(self, name: str, nominal: datetime) -> None:
+        """A retry found a later run of its job in flight: it waits for the job (never two runs at once)
+        and tries again shortly, for as long as its slot is within the job's catch-up window."""
+        spec = self.jobs.get(name)
+        now = self.clock()
+        window = timedelta(seconds=catch_up_seconds(spec)) if spec else timedelta(0)
+        if now - nominal > window:
+            logger.warning("retry dropped: job=%s scheduled_for=%s: a run of the job stayed in flight until its slot "
+                           "left the catch_up window", name, iso(nominal),
+                           extra={"job": name, "scheduled_for": iso(nominal), "outcome": RunOutcome.INTERRUPTED})
+            return
+        self.scheduler.add_job(
+            # A random wait: a fixed one equal to the job's interval would meet its next run in flight every time.
+            self._run_retry, "date", run_date=now + timedelta(seconds=random.uniform(0.1, RETRY_WAIT_SECONDS)),
+            args=[name, nominal],
+            id=f"{name}#retry@{iso(nominal)}", name=f"{name} (retry)", replace_existing=True, misfire_grace_time=None,
+        )
+
     def _compare_config(self, now: datetime) -> None:
         others = self.store.heartbeat(self.replica, self.config_fingerprint, now, stale_after=3 * self.settings.lease_seconds)
         if others and self.metrics.config_mismatch._value.get() != len(others):
@@ -407,6 +465,30 @@ class Service:
                            ", ".join(others), self.config_fingerprint[:12])
         self._other_configs = others
         self.metrics.config_mismatch.set(len(others))
+
+    # -- pause ----------------------------------------------------------------------
+    def _watch_paused(self) -> None:
+        """Every PAUSE_POLL_SECONDS: which jobs are paused, for health, metrics and the log (the
+        claim itself refuses a paused job, on every replica, whatever this thread last read)."""
+        while not self._keeper.wait(PAUSE_POLL_SECONDS):
+            self._read_paused()
+
+    def _read_paused(self) -> None:
+        try:
+            paused = self.store.paused_jobs()
+        except StoreUnavailable:
+            return  # counted and logged by the store's failure streak; the last read stands
+        for name in sorted(paused.keys() - self.paused.keys()):
+            pause = paused[name]
+            logger.info("job %s is paused (since %s, by %s): its slots are not fired until `scheduler resume %s`",
+                        name, iso(pause.paused_at), pause.paused_by, name, extra={"job": name})
+            self.health.set_paused(name, True)
+        for name in sorted(self.paused.keys() - paused.keys()):
+            logger.info("job %s is resumed: its next slot fires", name, extra={"job": name})
+            self.health.set_paused(name, False)
+        self.paused = paused
+        for name in list(self.jobs):
+            self.metrics.paused.labels(name).set(1 if name in paused else 0)
 
     def store_status(self) -> dict[str, object]:
         failures = self.store.failures
@@ -420,15 +502,31 @@ class Service:
         """Re-read jobs.yaml: apply it if valid, else log every problem and keep running as before."""
         assert self.loader is not None
         try:
-            specs = self.loader()
+            settings, specs = self.loader()
         except ConfigError as exc:
             for problem in exc.problems:
                 reload_logger.error("reload rejected: %s", problem)
             reload_logger.error("reload rejected: %d problem(s); still running the previous configuration", len(exc.problems))
             self.metrics.reloads.labels("rejected").inc()
             return False
+        self._take_token(settings.token)
         self.apply(diff_jobs(self.jobs, specs))
         return True
+
+    def _take_token(self, token: str | None) -> None:
+        """A token file rotated since the last read: requests from now on carry the new token."""
+        redact(token)  # before anything could log it
+        if self.http.set_token(token):
+            self.settings = replace(self.settings, token=token)
+            reload_logger.info("the API token changed (re-read from SCHEDULER_API_TOKEN_FILE): new requests carry the new one")
+
+    def _reload_logged(self) -> None:
+        """The reload thread: anything unexpected is logged and counted, never a bare traceback on stderr."""
+        try:
+            self.reload()
+        except Exception:
+            reload_logger.exception("reload failed: internal error; still running the previous configuration")
+            self.metrics.reloads.labels("failed").inc()
 
     def apply(self, changes: JobChanges) -> None:
         """Apply a reload: removed jobs go, added and changed ones are (re)scheduled."""
@@ -453,10 +551,13 @@ class Service:
 
     # -- events and signals -------------------------------------------------
     def _on_started(self, _event: SchedulerEvent) -> None:
+        self.liveness.started()
         if self.stopping.is_set():
             self.scheduler.shutdown(wait=False)
 
     def _on_skipped(self, event: JobSubmissionEvent) -> None:
+        if event.job_id == HEARTBEAT_JOB or event.job_id in self.paused:
+            return  # the heartbeat's last beat is still running (/livez says so); a paused job's slot is not fired
         plan = self.plans.get(event.job_id)
         fire_time = event.scheduled_run_times[-1]
         scheduled = _nominal(event.job_id, plan, fire_time) if plan else fire_time
@@ -501,7 +602,7 @@ class Service:
 
     def _on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
         logger.info("SIGHUP received: reloading %s", self.settings.config_path)
-        threading.Thread(target=self.reload, name="reload", daemon=True).start()
+        threading.Thread(target=self._reload_logged, name="reload", daemon=True).start()
 
     # -- start-up reporting -------------------------------------------------------
     def _log_start(self, now: datetime, start: datetime) -> None:

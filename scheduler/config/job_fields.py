@@ -7,12 +7,13 @@ returns None, so one pass over the file reports every mistake at once.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from scheduler.config.spec import CallTarget, HttpTarget, RetryPolicy
@@ -268,10 +269,24 @@ def _read_url(ctx: Context, raw: LineMap, line: int, api_url: str) -> str | None
             return None
         return api_url + value
     parts = urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        # requests would send them as Basic auth in place of the bearer token; never shown.
+        ctx.add(
+            raw.line_of(key), "http.url",
+            f"must not carry credentials (user:password@): put a token in http.headers instead; "
+            f"got {_without_password(parts)!r} (the password, if any, is not shown)",
+        )
+        return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         ctx.add(raw.line_of(key), "http.url", f"must be an absolute http:// or https:// URL, got {value!r}")
         return None
     return value
+
+
+def _without_password(parts: SplitResult) -> str:
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, "", ""))
 
 
 def _read_headers(ctx: Context, raw: LineMap) -> dict[str, str] | None:
@@ -309,4 +324,58 @@ def read_call(ctx: Context, mapping: LineMap) -> CallTarget | None:
     if not callable(function):
         ctx.add(line, "call", f"module {module_name!r} has no callable {function_name!r}")
         return None
-    return CallTarget(reference=value, function=function, kwargs=dict(ctx.expand_tree(kwargs, line, "kwargs")))
+    expanded = dict(ctx.expand_tree(kwargs, line, "kwargs"))
+    if not _fits(ctx, mapping, value, function, expanded):
+        return None
+    return CallTarget(reference=value, function=function, kwargs=expanded)
+
+
+def _fits(ctx: Context, mapping: LineMap, reference: str, function: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
+    """Whether ``function(**kwargs)`` binds: a missing or unknown argument would fail every run."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return True  # some built-ins have no signature to check against
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        line = mapping.line_of("kwargs") if "kwargs" in mapping else mapping.line_of("call")
+        given = ", ".join(kwargs) or "none"
+        ctx.add(line, "kwargs", f"do not fit {reference}{signature}: {exc} (kwargs given: {given})")
+        return False
+    return True
+
+
+def read_hook(ctx: Context, mapping: LineMap, key: str, field: str | None = None) -> str | None:
+    """``notify: {url: URL}`` or ``ping: {url: URL}``: the URL; "" for ``false`` (none, overriding
+    defaults); None after a problem. The URL is absolute http(s) and carries no credentials."""
+    field = field or key
+    raw = mapping[key]
+    line = mapping.line_of(key)
+    if raw is False:
+        return ""
+    if not isinstance(raw, LineMap):
+        ctx.add(line, field, f"must be a mapping like {{url: https://...}} (or false), got {raw!r}")
+        return None
+    ctx.check_keys(raw, ("url",), f"{field}.")
+    if "url" not in raw:
+        ctx.add(line, f"{field}.url", "is required: the receiver's http:// or https:// URL")
+        return None
+    value, _ = ctx.value(raw, "url", f"{field}.url")
+    if value is _MISSING:
+        return None
+    where = raw.line_of("url")
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        # Only the start is shown: the rest of a webhook URL is often its secret.
+        shown = repr(value[:12] + ("..." if len(value) > 12 else "")) if isinstance(value, str) else repr(value)
+        ctx.add(where, f"{field}.url", f"must be an absolute http:// or https:// URL, got {shown}")
+        return None
+    if parts.username is not None or parts.password is not None:
+        ctx.add(
+            where, f"{field}.url",
+            f"must not carry credentials (user:password@{parts.hostname}): a receiver that needs a secret takes it "
+            "in the URL's path or query (not shown in logs)",
+        )
+        return None
+    return str(value)

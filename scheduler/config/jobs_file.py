@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from scheduler.config import job_fields as fields
+from scheduler.config.catalog_jobs import calls_catalog, catalog_problems
 from scheduler.config.job_fields import Context
 from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, Schedule, ScheduleKind
 from scheduler.errors import ConfigError
@@ -16,11 +18,13 @@ from tickless.config.problems import Problems
 from tickless.config.yamlfile import LineMap, YamlProblem, load_yaml
 
 TOP_KEYS = ("defaults", "jobs")
-DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone")
+MAX_NAME_LENGTH = 100
+JOB_NAME = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_NAME_LENGTH}}}")
+DEFAULT_KEYS = ("timeout", "retry", "jitter", "timezone", "notify", "ping")
 SCHEDULE_KEYS = tuple(kind.value for kind in ScheduleKind)
 TARGET_KEYS = ("http", "call")
 JOB_KEYS = SCHEDULE_KEYS + TARGET_KEYS + (
-    "kwargs", "timeout", "retry", "jitter", "initial_offset_max", "timezone", "enabled", "catch_up",
+    "kwargs", "timeout", "retry", "jitter", "initial_offset_max", "timezone", "enabled", "catch_up", "notify", "ping",
 )
 
 
@@ -30,6 +34,7 @@ class Defaults:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     jitter_seconds: int = 0
     timezone: str = "UTC"
+    notify_url: str | None = None
 
 
 def load_jobs(path: Path, env: Mapping[str, str], api_url: str, *, now: datetime) -> list[JobSpec]:
@@ -58,12 +63,27 @@ def load_jobs(path: Path, env: Mapping[str, str], api_url: str, *, now: datetime
         raise ConfigError(problems)
     specs = []
     for name, raw in jobs.items():
+        named = _check_name(ctx.for_job(name), name, jobs.line_of(name))
         spec = _read_job(ctx.for_job(name), name, raw, jobs.line_of(name), defaults, api_url, now)
-        if spec is not None:
+        if spec is not None and named:
             specs.append(spec)
+    if calling_catalog := [spec for spec in specs if calls_catalog(spec)]:
+        problems.extend(catalog_problems(calling_catalog, env, problems.file))
     if problems:
         raise ConfigError(problems.in_order())
     return specs
+
+
+def _check_name(ctx: Context, name: str, line: int) -> bool:
+    """A name goes into headers, log lines and the Idempotency-Key: a newline or a space would break them."""
+    if JOB_NAME.fullmatch(name):
+        return True
+    ctx.add(
+        line, None,
+        f"the name must be 1 to {MAX_NAME_LENGTH} letters, digits or '.', '_', ':', '-' "
+        f"(no spaces or line breaks); got {name[:MAX_NAME_LENGTH + 20]!r}",
+    )
+    return False
 
 
 def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:
@@ -85,6 +105,12 @@ def _read_defaults(ctx: Context, raw: object, line: int) -> Defaults:
         defaults = replace(defaults, jitter_seconds=jitter or 0)
     if "timezone" in raw:
         defaults = replace(defaults, timezone=fields.read_timezone(ctx, raw, field="defaults.timezone") or defaults.timezone)
+    if "notify" in raw:
+        notify = fields.read_hook(ctx, raw, "notify", field="defaults.notify")
+        defaults = replace(defaults, notify_url=notify or None)
+    if "ping" in raw:
+        ctx.add(raw.line_of("ping"), "defaults.ping",
+                "is set per job: a ping URL is one check, and jobs sharing it would hide each other's failures")
     return defaults
 
 
@@ -113,6 +139,8 @@ def _read_job(
         offset_max = fields.read_duration(ctx, raw, "initial_offset_max", positive=False) or 0
     enabled = fields.read_bool(ctx, raw, "enabled", default=True)
     catch_up = fields.read_duration(ctx, raw, "catch_up", positive=False) if "catch_up" in raw else None
+    notify = fields.read_hook(ctx, raw, "notify") if "notify" in raw else defaults.notify_url
+    ping = fields.read_hook(ctx, raw, "ping") if "ping" in raw else None
 
     if schedule is not None and jitter:
         gap = shortest_gap_seconds(schedule, now)
@@ -125,7 +153,7 @@ def _read_job(
     return JobSpec(
         name=name, line=line, schedule=schedule, target=target, timeout_seconds=timeout,
         retry=retry, jitter_seconds=jitter, initial_offset_max_seconds=offset_max, enabled=enabled,
-        catch_up_seconds=catch_up,
+        catch_up_seconds=catch_up, notify_url=notify or None, ping_url=ping or None,
     )
 
 

@@ -75,6 +75,8 @@ class JobSpec:
     initial_offset_max_seconds: int = 0
     enabled: bool = True
     catch_up_seconds: int | None = None  # None: one interval for every, 6 h for daily/cron
+    notify_url: str | None = None  # notify: JSON POST when a failure streak starts and when it ends
+    ping_url: str | None = None  # ping: healthchecks.io-style URL/start, URL, URL/fail
 
 
 def jobs_fingerprint(jobs: list[JobSpec]) -> str:

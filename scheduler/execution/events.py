@@ -4,7 +4,7 @@ APScheduler's listener pattern, for runs: the service publishes a
 ``RunStarted`` before a run, a ``RunFinished`` after it, a ``RunSkipped`` when
 its slot came while the previous run was still in flight, and a
 ``RunAbandoned`` for a run still going when shutdown stopped waiting. Metrics,
-health, the history recorder and the in-flight table each subscribe; the
+health, the history recorder, the in-flight table and the notifier each subscribe; the
 service names none of them when a run happens, and none of them knows the
 service.
 """
@@ -28,6 +28,7 @@ class RunStarted:
     started_at: datetime
     run_id: int | None = None  # the store's in-flight row, when it has one
     retry: bool = False  # the one retry of an interrupted run
+    previous: tuple[str, datetime] | None = None  # the store's last ok or failed run of the job: (outcome, slot)
 
 
 @dataclass(frozen=True)

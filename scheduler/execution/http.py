@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -25,8 +25,8 @@ from tenacity.stop import stop_base
 
 from scheduler import __version__
 from scheduler.config.spec import HttpTarget, RetryPolicy
-from scheduler.errors import RunFailed
-from tickless.clock import Clock, utc_now
+from scheduler.errors import HookFailed, RunFailed
+from tickless.clock import Clock, iso, utc_now
 
 logger = logging.getLogger("scheduler.http")  # the name logs have always carried
 
@@ -143,6 +143,12 @@ class HttpClient:
     def close(self) -> None:
         self.session.close()
 
+    def set_token(self, token: str | None) -> bool:
+        """Use ``token`` from the next request on (a token file re-read on SIGHUP); True if it changed."""
+        changed = token != self._token
+        self._token = token  # one reference swap: a request in flight keeps the headers it was built with
+        return changed
+
     def _auth_headers(self, url: str) -> dict[str, str]:
         if self._token and _origin(url) == self._api_origin:
             return {"Authorization": f"Bearer {self._token}"}
@@ -211,6 +217,14 @@ class HttpClient:
             result = retrying(attempt)
         except RunFailed as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
+            if exc.status == 429 and exc.retry_after is not None and exc.attempts < retry.attempts and deadline is not None \
+                    and not self._stopping.is_set() and self._clock() + timedelta(seconds=exc.retry_after) >= deadline:
+                raise RunFailed(
+                    f"{exc}; not retried: its Retry-After ({exc.retry_after:g}s) ends after the job's next run "
+                    f"({iso(deadline)}), which will try again",
+                    permanent=exc.permanent, status=exc.status, retry_after=exc.retry_after, attempts=exc.attempts,
+                    error_type=exc.error_type,
+                ) from None
             raise
         except requests.RequestException as exc:
             raise RunFailed(
@@ -258,3 +272,89 @@ class HttpClient:
         healthy = response.status_code < 300
         verdict = "answers" if healthy else "answers with an error"
         return healthy, f"API_URL {self.api_url} {verdict}: GET {PROBE_PATH} -> HTTP {response.status_code} in {took:.0f} ms"
+
+
+HOOK_TIMEOUT_SECONDS = 5.0
+HOOK_ATTEMPTS = 3
+
+
+def hook_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a notify or ping URL: all of it that may be shown (its path is often a secret)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}"
+
+
+def _hook_reason(exc: BaseException, timeout: float) -> str:
+    """Why a request to a hook failed, without its URL (requests' own messages quote the path)."""
+    if isinstance(exc, RunFailed):
+        return str(exc)
+    if isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout):
+        return f"no response within {timeout:g}s"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error (SSLError)"
+    if isinstance(exc, requests.ConnectionError):
+        return f"cannot connect ({type(exc).__name__})"
+    return type(exc).__name__
+
+
+class HookClient:
+    """Sends notifications and pings (``notify:``, ``ping:``) to the receivers jobs.yaml names.
+
+    Never with the API token (no Authorization header at all) and never
+    following redirects; a short timeout, and a few tries of what is transient
+    (connection errors, timeouts, 429, 502, 503, 504). A failure is a
+    HookFailed that names the receiver by scheme and host only.
+    """
+
+    def __init__(
+        self, *, timeout: float = HOOK_TIMEOUT_SECONDS, attempts: int = HOOK_ATTEMPTS, backoff: float = 0.5,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self._stopping = stopping or threading.Event()
+        self.session = requests.Session()
+        self.session.trust_env = False  # no ~/.netrc credentials; proxies are read once per URL below
+        self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.session.headers["User-Agent"] = f"tickless/{__version__}"
+        self._proxies: dict[str, dict[str, str]] = {}
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)  # a shutdown cuts the backoff short
+
+    def post(self, url: str, body: object) -> int:
+        """POST ``body`` (text when a str, else JSON); the HTTP status, or HookFailed."""
+        where = f"POST {hook_origin(url)}"
+        if url not in self._proxies:
+            self._proxies[url] = requests.utils.get_environ_proxies(url)
+        payload: dict[str, object] = (
+            {"data": body.encode(), "headers": {"Content-Type": "text/plain; charset=utf-8"}} if isinstance(body, str)
+            else {"json": body}
+        )
+
+        def attempt() -> int:
+            response = self.session.post(
+                url, timeout=self.timeout, allow_redirects=False, proxies=self._proxies[url], **payload,  # type: ignore[arg-type]
+            )
+            with response:
+                status = response.status_code
+            if 200 <= status < 300:
+                return status
+            raise RunFailed(f"HTTP {status}", permanent=status not in RETRY_STATUSES, status=status)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts) | _StopBefore(None, self._stopping, utc_now),
+            wait=wait_random_exponential(multiplier=self.backoff, max=5),
+            retry=retry_if_exception(_is_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return int(retrying(attempt))
+        except (RunFailed, requests.RequestException) as exc:
+            raise HookFailed(where, _hook_reason(exc, self.timeout), attempts=retrying.statistics.get("attempt_number", 1)) from None

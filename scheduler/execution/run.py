@@ -63,12 +63,20 @@ class JobRunner:
     def __init__(self, http: HttpClient | None, clock: Clock = utc_now) -> None:
         self.http = http
         self.clock = clock
+        # Per job, the error text whose traceback was logged last: a job failing the
+        # same way every minute logs its traceback once, not once a minute.
+        self._traced: dict[str, str] = {}
 
-    def run(self, spec: JobSpec, scheduled_for: datetime, deadline: datetime | None) -> Outcome:
+    def run(self, spec: JobSpec, scheduled_for: datetime, deadline: datetime | None, fire_time: datetime | None = None) -> Outcome:
+        """One run of the slot ``scheduled_for``, planned to fire at ``fire_time`` (its nominal time
+        plus jitter, or a catch-up's place in the spread). Lateness is measured from the planned
+        fire time, so intended jitter is not counted as lateness."""
         started_at = self.clock()
         started = time.monotonic()
-        lateness = (started_at - scheduled_for).total_seconds()
+        lateness = (started_at - (fire_time or scheduled_for)).total_seconds()
         fields = {"job": spec.name, "scheduled_for": iso(scheduled_for), "lateness_s": round(lateness, 6)}
+        if fire_time is not None:
+            fields["fire_time"] = iso(fire_time)
         logger.info(
             "run start: job=%s scheduled_for=%s lateness=%.3fs",
             spec.name, fields["scheduled_for"], lateness, extra=fields,
@@ -95,8 +103,13 @@ class JobRunner:
             status, attempts, error, error_type = exc.status, exc.attempts, str(exc), exc.error_type
         except Exception as exc:  # a callable's own failure is that run's outcome
             error, error_type = f"{type(exc).__name__}: {exc}"[:400], type(exc).__name__
-            logger.debug("job %s raised", spec.name, exc_info=True)
+            if self._traced.get(spec.name) != error:
+                self._traced[spec.name] = error
+                logger.exception("job %s raised %s (traceback logged once per new error; the same error again logs "
+                                 "only the run end line)", spec.name, error_type, extra=fields)
         duration = time.monotonic() - started
+        if error is None:
+            self._traced.pop(spec.name, None)  # after a success, the next failure's traceback is new again
         if error is None and isinstance(spec.target, CallTarget) and duration > spec.timeout_seconds:
             error, error_type = f"ran {duration:.1f}s, over its {spec.timeout_seconds}s timeout", "Timeout"
         outcome = Outcome(

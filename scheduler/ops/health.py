@@ -3,6 +3,8 @@
 Unhealthy (503) when the scheduler is not running, or when a job has not
 succeeded for longer than 2 x its period + its timeout (its period being the
 longest gap between its runs, so a weekday cron is not flagged on Monday).
+A paused job (``scheduler pause``) is never judged: its silence is wanted,
+and once resumed it is judged from the resume on.
 """
 
 from __future__ import annotations
@@ -63,10 +65,20 @@ class HealthTracker:
         }
         self._periods: dict[str, float] = {}
         self._scheduled: dict[str, datetime] = {}
+        self._paused: set[str] = set()
 
     def scheduled(self, name: str) -> None:
         """A job was (re)scheduled: silence before now is not its fault."""
         with self._lock:
+            self._scheduled[name] = self.clock()
+
+    def set_paused(self, name: str, paused: bool) -> None:
+        """A job was paused or resumed; a resumed one is judged from now on, like a rescheduled one."""
+        with self._lock:
+            if paused:
+                self._paused.add(name)
+                return
+            self._paused.discard(name)
             self._scheduled[name] = self.clock()
 
     def on_event(self, event: RunEvent) -> None:
@@ -100,10 +112,11 @@ class HealthTracker:
             with self._lock:
                 last = self._last.get(name, _Last())
                 scheduled = self._scheduled.get(name, self.started_at)
+                paused = name in self._paused
             since = max(last.success_at, scheduled) if last.success_at else scheduled
             silent = (now - since).total_seconds()
             allowed = self._allowed_silence(spec)
-            if silent > allowed:
+            if silent > allowed and not paused:
                 what = "succeeded" if last.success_at else "succeeded since start"
                 problems.append(f"job {name} has not {what} for {silent:.0f}s (allowed {allowed:.0f}s)")
             next_run = schedule.next_run(name)
@@ -112,7 +125,8 @@ class HealthTracker:
                 "last_outcome": last.outcome,
                 "last_run_at": iso(last.run_at) if last.run_at else None,
                 "last_success_at": iso(last.success_at) if last.success_at else None,
-                "next_run": iso(next_run) if next_run else None,
+                "next_run": iso(next_run) if next_run and not paused else None,  # a paused job's slots do not fire
+                "paused": paused,
             })
         body: dict[str, object] = {
             "status": "unhealthy" if problems else "ok", "problems": problems, "state_store": store, "jobs": jobs,

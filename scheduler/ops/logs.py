@@ -55,6 +55,11 @@ class RedactingFormatter(logging.Formatter):
         self.inner = inner
         self.secrets = [secret for secret in secrets if secret]
 
+    def add(self, secret: str) -> None:
+        """Redact ``secret`` too from now on (a rotated token); the old ones stay redacted."""
+        if secret and secret not in self.secrets:
+            self.secrets = [*self.secrets, secret]
+
     def format(self, record: logging.LogRecord) -> str:
         line = self.inner.format(record)
         for secret in self.secrets:
@@ -69,6 +74,13 @@ class _DropApschedulerSkipWarning(logging.Filter):
 
 
 _listener: QueueListener | None = None
+_redactor: RedactingFormatter | None = None
+
+
+def redact(secret: str | None) -> None:
+    """Add a secret to those blanked out of every log line (a token re-read on SIGHUP)."""
+    if _redactor is not None and secret:
+        _redactor.add(secret)
 
 
 def stop_logging() -> None:
@@ -92,7 +104,9 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
     else:
         inner = _UtcTextFormatter(TEXT_FORMAT)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter(inner, secrets))
+    global _redactor
+    _redactor = RedactingFormatter(inner, secrets)
+    handler.setFormatter(_redactor)
     # Every run logs two lines from a busy thread: skip the record fields no
     # format here uses (the logging HOWTO's "Optimization" settings).
     logging._srcfile = None

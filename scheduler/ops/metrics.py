@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -22,7 +23,8 @@ class Metrics:
         self.runs = Counter("tickless_runs", "Runs by outcome", ["job", "outcome"], registry=r)
         self.duration = Histogram("tickless_run_duration_seconds", "Run duration", ["job"], buckets=_DURATION_BUCKETS, registry=r)
         self.lateness = Histogram(
-            "tickless_run_lateness_seconds", "Run start minus nominal time", ["job"], buckets=_LATENESS_BUCKETS, registry=r
+            "tickless_run_lateness_seconds", "Run start minus its planned fire time (nominal time plus jitter)", ["job"],
+            buckets=_LATENESS_BUCKETS, registry=r,
         )
         self.in_flight = Gauge("tickless_runs_in_flight", "Runs in flight", ["job"], registry=r)
         self.last_success = Gauge("tickless_last_success_timestamp_seconds", "When the last run succeeded", ["job"], registry=r)
@@ -39,6 +41,14 @@ class Metrics:
         self.config_mismatch = Gauge(
             "tickless_replicas_with_other_config", "Live replicas whose jobs.yaml differs from this one's", registry=r,
         )
+        self.paused = Gauge("tickless_job_paused", "1 while the job is paused (scheduler pause), else 0", ["job"], registry=r)
+        self.notifications = Counter(
+            "tickless_notifications", "Notifications and pings delivered, by kind (notify, ping)", ["job", "kind"], registry=r,
+        )
+        self.notification_failures = Counter(
+            "tickless_notification_failures", "Notifications and pings not delivered, by kind (notify, ping)", ["job", "kind"],
+            registry=r,
+        )
 
     def on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunStarted):
@@ -47,6 +57,21 @@ class Metrics:
             self.finished(event.outcome)
         elif isinstance(event, RunSkipped):
             self.skipped(event.job)
+
+    def restore(self, jobs: Iterable[str], last_success: Mapping[str, datetime | None]) -> None:
+        """At start, from the state store: each job's last success, and its run counters at 0.
+
+        Counters start at 0, not at the counts of the stored history: a counter that
+        came back at its old value after each restart would have its whole history
+        counted again by ``increase()``, which reads a drop as a reset. The last success
+        is a timestamp, and is what a staleness alert needs.
+        """
+        for job in jobs:
+            for outcome in (RunOutcome.OK, RunOutcome.FAILED):
+                self.runs.labels(job, outcome)
+            moment = last_success.get(job)
+            if moment is not None:
+                self.last_success.labels(job).set(moment.timestamp())
 
     def started(self, job: str) -> None:
         self.in_flight.labels(job).inc()

@@ -1,4 +1,4 @@
-"""The ops endpoint: /metrics and /healthz on SCHEDULER_METRICS_ADDR, in a daemon thread."""
+"""The ops endpoint: /metrics, /livez and /healthz on SCHEDULER_METRICS_ADDR, in a daemon thread."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from scheduler.ops.health import Health
 
 
 class OpsServer:
-    """Serves /metrics and /healthz on one address in a daemon thread."""
+    """Serves /metrics, /livez (the process is alive) and /healthz (the jobs are well) on one address."""
 
-    def __init__(self, address: tuple[str, int], registry: CollectorRegistry, health: Callable[[], Health]) -> None:
+    def __init__(
+        self, address: tuple[str, int], registry: CollectorRegistry, health: Callable[[], Health], liveness: Callable[[], Health],
+    ) -> None:
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:
@@ -25,11 +27,11 @@ class OpsServer:
                 path = self.path.split("?")[0]
                 if path == "/metrics":
                     self._send(200, CONTENT_TYPE_LATEST, generate_latest(registry))
-                elif path == "/healthz":
-                    state = health()
+                elif path in ("/healthz", "/livez"):
+                    state = health() if path == "/healthz" else liveness()
                     self._send(200 if state.healthy else 503, "application/json", json.dumps(state.body).encode())
                 else:
-                    self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+                    self._send(404, "text/plain", b"not found: try /metrics, /livez or /healthz\n")
 
             def _send(self, status: int, content_type: str, body: bytes) -> None:
                 self.send_response(status)

@@ -31,12 +31,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from scheduler.errors import StateError, StoreUnavailable
 from scheduler.execution.run import RunOutcome
-from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, RunRecord
+from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, LastResult, PausedJob, RunRecord
 from scheduler.state.store import FailureStreak, claims_kept
 
 logger = logging.getLogger("scheduler.state")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATION_LOCK = 0x7469636B  # "tick": one replica migrates at a time
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickless_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS tickless_replicas (
     config_fingerprint TEXT NOT NULL
 )
 """
+# Version 2: jobs paused with ``scheduler pause``.
+_MIGRATE_TO_2 = """
+CREATE TABLE IF NOT EXISTS tickless_paused (job TEXT PRIMARY KEY, paused_at TIMESTAMPTZ NOT NULL, paused_by TEXT NOT NULL)
+"""
 _RUN_COLUMNS = (
     "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
 )
@@ -119,7 +123,9 @@ class PostgresStore:
             # with its reason, where the pool would retry for connect_timeout and say only that it timed out.
             psycopg.connect(conninfo).close()
             self._pool = psycopg_pool.ConnectionPool(
-                conninfo, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
+                # Opened full: a pool growing one connection at a time made the first
+                # rounds of many jobs due together late enough to skip slots.
+                conninfo, min_size=pool_size, max_size=pool_size, open=False, timeout=connect_timeout,
                 check=psycopg_pool.ConnectionPool.check_connection, name="tickless-state",
             )
             self._pool.open(wait=True, timeout=connect_timeout)
@@ -148,7 +154,7 @@ class PostgresStore:
                 raise psycopg.DataError(
                     f"schema version {version} is newer than this tickless understands ({SCHEMA_VERSION}): upgrade this replica"
                 )
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + ";" + (_MIGRATE_TO_2 if version < 2 else "")).split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(
@@ -213,6 +219,15 @@ class PostgresStore:
         retry: bool = False, force: bool = False,
     ) -> Claim:
         with self._transaction(f"the claim of a run of {job}") as conn:
+            paused = None if force else self._paused(conn, job)
+            if paused is not None:
+                return Claim(ClaimStatus.PAUSED, paused=paused)
+            if retry and not force:
+                # A retry waits for the job rather than becoming a skip: it takes no claim while a run is in flight.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('tickless:' || %s))", (job,))
+                holder = self._in_flight(conn, job)
+                if holder is not None:
+                    return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
             claimed = conn.execute(
                 "INSERT INTO tickless_claims (job, scheduled_for, retry, claimed_by, claimed_at)"
                 " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -226,6 +241,11 @@ class PostgresStore:
             if holder is not None:
                 self._insert(conn, RunRecord(job, scheduled_for, RunOutcome.SKIPPED_IN_FLIGHT, retry=retry, replica=replica))
                 return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
+            previous = conn.execute(
+                "SELECT outcome, scheduled_for FROM tickless_runs WHERE job = %s AND outcome IN ('ok', 'failed')"
+                " ORDER BY id DESC LIMIT 1",
+                (job,),
+            ).fetchone()
             row = conn.execute(
                 "INSERT INTO tickless_runs (job, scheduled_for, started_at, outcome, retry, replica, lease_until)"
                 " VALUES (%s, %s, %s, 'running', %s, %s, clock_timestamp() + %s) RETURNING id",
@@ -235,7 +255,7 @@ class PostgresStore:
                 "UPDATE tickless_jobs SET last_nominal = GREATEST(last_nominal, %s) WHERE name = %s", (scheduled_for, job),
             )
         assert row is not None
-        return Claim(ClaimStatus.WON, run_id=int(row[0]))
+        return Claim(ClaimStatus.WON, run_id=int(row[0]), previous=LastResult(previous[0], previous[1]) if previous else None)
 
     def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
         with self._transaction(f"a skipped run of {job}") as conn:
@@ -371,3 +391,30 @@ class PostgresStore:
     def leave(self, replica: str) -> None:
         with self._transaction("leaving the replica set") as conn:
             conn.execute("DELETE FROM tickless_replicas WHERE replica = %s", (replica,))
+
+    # -- pause ------------------------------------------------------------------------
+    def pause(self, job: str, *, by: str, now: datetime) -> PausedJob:
+        """Pause ``job`` for every replica (kept as it was when it is paused already); the pause in force."""
+        with self._transaction(f"pausing {job}") as conn:
+            conn.execute(
+                "INSERT INTO tickless_paused (job, paused_at, paused_by) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", (job, now, by),
+            )
+            paused = self._paused(conn, job)
+        assert paused is not None
+        return paused
+
+    def resume(self, job: str) -> PausedJob | None:
+        """Resume ``job``; the pause it had, or None when it was not paused."""
+        with self._transaction(f"resuming {job}") as conn:
+            row = conn.execute("DELETE FROM tickless_paused WHERE job = %s RETURNING paused_at, paused_by", (job,)).fetchone()
+        return None if row is None else PausedJob(job, row[0], row[1])
+
+    def paused_jobs(self) -> dict[str, PausedJob]:
+        with self._transaction("reading paused jobs") as conn:
+            rows = conn.execute("SELECT job, paused_at, paused_by FROM tickless_paused").fetchall()
+        return {job: PausedJob(job, at, by) for job, at, by in rows}
+
+    @staticmethod
+    def _paused(conn: psycopg.Connection[Any], job: str) -> PausedJob | None:
+        row = conn.execute("SELECT paused_at, paused_by FROM tickless_paused WHERE job = %s", (job,)).fetchone()
+        return None if row is None else PausedJob(job, row[0], row[1])

@@ -52,6 +52,7 @@ class ClaimStatus(StrEnum):
     WON = "won"  # this process runs it
     TAKEN = "taken"  # another process claimed this slot already: it runs (or ran) there
     IN_FLIGHT = "in_flight"  # this process holds the slot, but a run of the job is in flight: skipped
+    PAUSED = "paused"  # the job is paused (``scheduler pause``): the slot is not fired, and not claimed
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,29 @@ class InFlightRun:
 
 
 @dataclass(frozen=True)
+class PausedJob:
+    """A job paused with ``scheduler pause``: since when, and by whom (``user@host``)."""
+
+    job: str
+    paused_at: datetime
+    paused_by: str
+
+
+@dataclass(frozen=True)
+class LastResult:
+    """How a job's last run that ended ok or failed ended: a failure streak's state."""
+
+    outcome: str
+    scheduled_for: datetime
+
+
+@dataclass(frozen=True)
 class Claim:
     status: ClaimStatus
     run_id: int | None = None  # the in-flight row, when WON
     holder: InFlightRun | None = None  # the run in flight, when IN_FLIGHT
+    paused: PausedJob | None = None  # the pause, when PAUSED
+    previous: LastResult | None = None  # when WON: the job's last ok or failed run, as the store knows it
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from scheduler.errors import StateError, StoreUnavailable
 from scheduler.execution.run import RunOutcome
-from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, RunRecord
+from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, LastResult, PausedJob, RunRecord
 from scheduler.state.store import FailureStreak, claims_kept
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS claims (
     claimed_at TEXT NOT NULL,
     PRIMARY KEY (job, scheduled_for, retry)
 );
+"""
+# Version 3: jobs paused with ``scheduler pause``.
+_MIGRATE_TO_3 = """
+CREATE TABLE IF NOT EXISTS paused (job TEXT PRIMARY KEY, paused_at TEXT NOT NULL, paused_by TEXT NOT NULL);
 """
 _RUN_COLUMNS = (
     "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
@@ -112,10 +116,10 @@ class SqliteStore:
         try:
             if readonly:
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-                self._check_version()
+                self._version = self._check_version()
                 self._identity = None
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_owner_only(path)
             self._db = sqlite3.connect(path, check_same_thread=False, timeout=5, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             # In WAL mode NORMAL never corrupts the file; a power cut may lose
@@ -124,14 +128,16 @@ class SqliteStore:
             version = self._check_version()
             with self._transaction():
                 # executescript would commit first: statements one by one keep the migration in one transaction.
-                for statement in _statements(_SCHEMA + (_MIGRATE_TO_2 if version < 2 else "")):
+                migrations = (_MIGRATE_TO_2 if version < 2 else "") + (_MIGRATE_TO_3 if version < 3 else "")
+                for statement in _statements(_SCHEMA + migrations):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 # A real write now, so a read-only file or folder fails at start, not at the first run.
                 self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', datetime('now'))")
             self._identity = _identity(path)
+            self._version = SCHEMA_VERSION
         except (sqlite3.Error, OSError) as exc:
-            raise StateError(str(path), exc) from None
+            raise StateError(str(path), exc, hint=_corrupt_hint(path, exc)) from None
 
     def _check_version(self) -> int:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
@@ -204,6 +210,12 @@ class SqliteStore:
     ) -> Claim:
         """Claim the slot and, unless a run of the job is in flight (and not ``force``), record this run as in flight."""
         with self._write(f"the start of a run of {job}") as db:
+            paused = None if force else self._paused(db, job)
+            if paused is not None:
+                return Claim(ClaimStatus.PAUSED, paused=paused)
+            if retry and not force and (holder := self._in_flight(db, job, now)) is not None:
+                # A retry waits for the job rather than becoming a skip: it takes no claim while a run is in flight.
+                return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
             claimed = db.execute(
                 "INSERT INTO claims (job, scheduled_for, retry, claimed_by, claimed_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
@@ -215,6 +227,10 @@ class SqliteStore:
             if holder is not None:
                 self._insert(db, RunRecord(job, scheduled_for, RunOutcome.SKIPPED_IN_FLIGHT, retry=retry, replica=replica))
                 return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
+            previous = db.execute(
+                "SELECT outcome, scheduled_for FROM runs WHERE job = ? AND outcome IN ('ok', 'failed') ORDER BY id DESC LIMIT 1",
+                (job,),
+            ).fetchone()
             cursor = db.execute(
                 "INSERT INTO runs (job, scheduled_for, started_at, outcome, retry, replica, lease_until)"
                 " VALUES (?, ?, ?, 'running', ?, ?, ?)",
@@ -224,7 +240,8 @@ class SqliteStore:
                 "UPDATE jobs SET last_nominal = MAX(COALESCE(last_nominal, ''), ?) WHERE name = ?",
                 (scheduled_for.isoformat(), job),
             )
-            return Claim(ClaimStatus.WON, run_id=cursor.lastrowid)
+            last = LastResult(previous[0], datetime.fromisoformat(previous[1])) if previous else None
+            return Claim(ClaimStatus.WON, run_id=cursor.lastrowid, previous=last)
 
     def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
         """Claim a slot this process skips (its own run of the job is still in flight) and record the skip."""
@@ -265,6 +282,37 @@ class SqliteStore:
 
     def leave(self, replica: str) -> None:
         pass
+
+    # -- pause ------------------------------------------------------------------------
+    def pause(self, job: str, *, by: str, now: datetime) -> PausedJob:
+        """Pause ``job`` (kept as it was when it is paused already); the pause in force."""
+        with self._write(f"pausing {job}") as db:
+            db.execute("INSERT OR IGNORE INTO paused (job, paused_at, paused_by) VALUES (?, ?, ?)", (job, text(now), by))
+            paused = self._paused(db, job)
+        assert paused is not None
+        return paused
+
+    def resume(self, job: str) -> PausedJob | None:
+        """Resume ``job``; the pause it had, or None when it was not paused."""
+        with self._write(f"resuming {job}") as db:
+            paused = self._paused(db, job)
+            db.execute("DELETE FROM paused WHERE job = ?", (job,))
+        return paused
+
+    def paused_jobs(self) -> dict[str, PausedJob]:
+        if self._version < 3:
+            return {}  # a read-only look at a file from before pausing existed: nothing is paused
+        try:
+            with self._lock:
+                rows = self._db.execute("SELECT job, paused_at, paused_by FROM paused").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(self.location, exc) from None
+        return {job: PausedJob(job, datetime.fromisoformat(at), by) for job, at, by in rows}
+
+    @staticmethod
+    def _paused(db: sqlite3.Connection, job: str) -> PausedJob | None:
+        row = db.execute("SELECT paused_at, paused_by FROM paused WHERE job = ?", (job,)).fetchone()
+        return None if row is None else PausedJob(job, datetime.fromisoformat(row[0]), row[1])
 
     def finish_runs(self, finished: Sequence[tuple[int | None, RunRecord]]) -> None:
         """Complete in-flight rows (or add rows for runs without one), in one transaction."""
@@ -355,6 +403,33 @@ class SqliteStore:
                       status, error_type, attempts, duration, error, bool(retry), replica)
             for name, slot, outcome, started, finished, status, error_type, attempts, duration, error, retry, replica in rows
         ]
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the folder (0700) and the file (0600) for the owner alone: the runs table keeps
+    response-body previews. SQLite gives its -wal and -shm files the database file's mode.
+    An existing file or folder keeps the mode it has."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB: the bytes on disk are not a database SQLite can read.
+_DAMAGED = (11, 26)
+
+
+def _corrupt_hint(path: Path, exc: BaseException) -> str:
+    """For a damaged file, what to do: move it aside and start with an empty state."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in _DAMAGED:
+        return ""
+    return (
+        f"the file is damaged: stop every scheduler using it, move it aside with its -wal and -shm files "
+        f"(mv {path} {path}.corrupt) and start again: the service starts with an empty state "
+        "(new grids, no history, missed slots not caught up); keep the moved file to inspect or recover it"
+    )
 
 
 def _statements(script: str) -> list[str]:

@@ -12,6 +12,10 @@ promises:
   process dies its leases expire and its runs are closed as interrupted.
 
 A failing store is logged once per failure streak, not once per write.
+
+Pausing a job (``scheduler pause``) is a row in the store: the claim of a
+slot refuses a paused job in the same transaction, so every process that
+could fire it (the service, each replica, ``scheduler fire``) honours it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from datetime import datetime
 from typing import Protocol
 
 from scheduler.errors import StoreUnavailable
-from scheduler.state.records import Claim, InFlightRun, Interrupted, JobState, RunRecord
+from scheduler.state.records import Claim, InFlightRun, Interrupted, JobState, PausedJob, RunRecord
 from tickless.clock import Clock, iso, utc_now
 
 logger = logging.getLogger("scheduler.state")  # the name logs have always carried
@@ -97,6 +101,9 @@ class StateStore(Protocol):
     def history(self, job: str | None = None, limit: int = 20) -> list[RunRecord]: ...
     def heartbeat(self, replica: str, config_fingerprint: str, now: datetime, stale_after: float) -> list[str]: ...
     def leave(self, replica: str) -> None: ...
+    def pause(self, job: str, *, by: str, now: datetime) -> PausedJob: ...
+    def resume(self, job: str) -> PausedJob | None: ...
+    def paused_jobs(self) -> dict[str, PausedJob]: ...
 
 
 class LeaseRenewer:

@@ -118,7 +118,10 @@ def test_refresh_all_is_a_valid_scheduler_call_job(tmp_path: Path) -> None:
         "    call: catalog.refresh:refresh_all\n"
         "    timeout: 1800s\n"
     )
-    [spec] = load_jobs(jobs, {}, "http://localhost:8000", now=utc_now())
+    # Validation checks the catalog's own configuration too (a broken one would fail every run).
+    registry = write_registry(tmp_path, "bigquery: {project: my-project}\ndatasets: [shop]\n")
+    env = {"CATALOG_CONFIG": str(registry), "CATALOG_DB": str(tmp_path / "catalog.sqlite")}
+    [spec] = load_jobs(jobs, env, "http://localhost:8000", now=utc_now())
     assert spec.target.function is refresh_all  # type: ignore[union-attr]
 
 

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 LIST_KEYS = {
     "name", "enabled", "schedule", "interval_seconds", "timezone", "kind", "method", "url", "callable",
-    "timeout_seconds", "jitter_seconds", "initial_offset_max_seconds", "retry", "next_runs",
+    "timeout_seconds", "jitter_seconds", "initial_offset_max_seconds", "retry", "next_runs", "paused",
 }
 
 
@@ -168,7 +168,7 @@ def test_validate_checks_the_state_store_as_run_would(tmp_path: Path) -> None:
     corrupt = run_cli(["validate", "-c", str(config)], clean_env(SCHEDULER_STATE_PATH=str(tmp_path / "corrupt.sqlite")), tmp_path)
     assert unusable.returncode == corrupt.returncode == 2
     assert "cannot use the state store" in unusable.stderr and "Traceback" not in unusable.stderr
-    assert corrupt.stderr.strip().endswith("cannot use the state store: file is not a database")
+    assert corrupt.stderr.strip().split("; ")[0].endswith("cannot use the state store: file is not a database")
 
 
 def test_fire_a_call_job_prints_a_clean_summary(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,15 +92,26 @@ def test_dockerfile_healthcheck_command_works_against_a_running_service(
     match = re.search(r'CMD \["python", "-c", "(.*)"\]\n', _dockerfile())
     assert match, "HEALTHCHECK must run a python -c command"
     command = json.loads(f'"{match.group(1)}"')
-    config = write_jobs(tmp_path, "jobs:\n  a: {every: 1h, http: {path: /api/a}}\n")
+    assert "/livez" in command  # a liveness check: a job's fault must not restart the container
+    # A job that keeps failing makes /healthz 503 after 2 x 1 s + 1 s; the HEALTHCHECK must still pass.
+    api.on("/api/a", status=500)
+    config = write_jobs(tmp_path, "jobs:\n  a: {every: 1s, timeout: 1s, retry: {attempts: 1}, http: {path: /api/a}}\n")
     env = clean_env(API_URL=api.url, SCHEDULER_STARTUP_GRACE_SECONDS="0", SCHEDULER_METRICS_ADDR="127.0.0.1:0")
     service = start_service(["run", "-c", str(config)], env)
     service.wait_for_log("metrics and health on")
     port = re.search(r"127\.0\.0\.1:(\d+)/metrics", service.log)
     assert port
-    api.wait_for("/api/a", 1)
+    api.wait_for("/api/a", 4)
+    healthz = command.replace(":9464/livez", f":{port.group(1)}/healthz")
+    deadline = time.monotonic() + 15
+    while subprocess.run([sys.executable, "-c", healthz], capture_output=True, check=False).returncode == 0:
+        assert time.monotonic() < deadline, "/healthz never reported the failing job"
+        time.sleep(0.3)
     probe = subprocess.run(
         [sys.executable, "-c", command.replace(":9464/", f":{port.group(1)}/")], capture_output=True, check=False,
     )
     service.terminate()
     assert probe.returncode == 0, probe.stderr
+    # And it fails when the service is gone.
+    gone = subprocess.run([sys.executable, "-c", command.replace(":9464/", f":{port.group(1)}/")], capture_output=True, check=False)
+    assert gone.returncode != 0

@@ -50,7 +50,7 @@ def test_healthy_while_a_job_succeeds_within_twice_its_period_plus_timeout() -> 
     assert health.healthy
     assert health.body["jobs"] == [{
         "name": "tick", "last_outcome": "ok", "last_run_at": "2026-03-10T10:00:00.000Z",
-        "last_success_at": "2026-03-10T10:00:00.000Z", "next_run": "2026-03-10T10:01:00.000Z",
+        "last_success_at": "2026-03-10T10:00:00.000Z", "next_run": "2026-03-10T10:01:00.000Z", "paused": False,
     }]
 
 

@@ -451,3 +451,31 @@ def test_an_invalid_url_fails_as_permanent(client: HttpClient) -> None:
         call(client, HttpTarget("GET", "http://"))
     assert caught.value.permanent is True
     assert caught.value.attempts == 1
+
+
+def test_a_retry_after_that_ends_after_the_next_run_is_named_in_the_failure(
+    mock: responses.RequestsMock, client: HttpClient,
+) -> None:
+    mock.add(responses.POST, URL, status=429, headers={"Retry-After": "600"}, body="slow down")
+    exc = failure(client, deadline=NOW + timedelta(seconds=300))
+    assert exc.status == 429 and exc.attempts == 1
+    assert str(exc) == (
+        f"HTTP 429 from POST {URL}: slow down; not retried: its Retry-After (600s) ends after the job's next run "
+        "(2026-01-05T07:05:00.000Z), which will try again"
+    )
+
+
+def test_a_429_out_of_attempts_is_not_blamed_on_the_next_run(mock: responses.RequestsMock, client: HttpClient) -> None:
+    mock.add(responses.POST, URL, status=429, headers={"Retry-After": "600"})
+    exc = failure(client, retry=RetryPolicy(attempts=1), deadline=NOW + timedelta(seconds=300))
+    assert "Retry-After" not in str(exc)
+
+
+def test_a_new_token_is_sent_from_the_next_request_on(mock: responses.RequestsMock, client: HttpClient) -> None:
+    mock.add(responses.POST, URL, status=200)
+    mock.add(responses.POST, URL, status=200)
+    call(client)
+    assert client.set_token("tok-rotated") is True
+    assert client.set_token("tok-rotated") is False
+    call(client)
+    assert [c.request.headers["Authorization"] for c in mock.calls] == [f"Bearer {TOKEN}", "Bearer tok-rotated"]

@@ -23,7 +23,9 @@ from scheduler.errors import ConfigError
 API_URL = "http://app.test:8000"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 SHIPPED = Path(__file__).resolve().parents[2] / "jobs.yaml"
-JOB_KEYS = "every, daily, cron, http, call, kwargs, timeout, retry, jitter, initial_offset_max, timezone, enabled, catch_up"
+JOB_KEYS = (
+    "every, daily, cron, http, call, kwargs, timeout, retry, jitter, initial_offset_max, timezone, enabled, catch_up, notify, ping"
+)
 RETRY_KEYS = "attempts, backoff, max_backoff"
 HTTP_KEYS = "method, path, url, json, headers"
 NO_JOBS = "the file needs a top-level 'jobs:' mapping of job name -> spec"
@@ -664,7 +666,7 @@ FILE_PROBLEMS = [
         jobs:
           a: {every: 5m, http: {path: /x}}
         """,
-        ["2: defaults.timeuot: unknown key (did you mean 'timeout'?); allowed: timeout, retry, jitter, timezone"],
+        ["2: defaults.timeuot: unknown key (did you mean 'timeout'?); allowed: timeout, retry, jitter, timezone, notify, ping"],
         id="unknown-defaults-key",
     ),
     pytest.param(
@@ -873,7 +875,7 @@ jobs:
 """
 # In line order.
 MANY_PROBLEMS_FOUND = [
-    "3: defaults.timeuot: unknown key (did you mean 'timeout'?); allowed: timeout, retry, jitter, timezone",
+    "3: defaults.timeuot: unknown key (did you mean 'timeout'?); allowed: timeout, retry, jitter, timezone, notify, ping",
     "6: job 'first': timeout: must be greater than 0, got 0",
     f"7: job 'first': every: {DURATION_RULE}, got '5x'",
     "8: job 'first': http.method: must be one of GET, POST, PUT, PATCH, DELETE, got 'FETCH'",
@@ -954,3 +956,131 @@ def test_a_control_character_is_a_located_problem_not_a_traceback(tmp_path: Path
     path.write_text('jobs:\n  a:\n    every: 5m\n    http: {path: "/x\x01"}\n')
     (problem,) = problems_of(path)
     assert problem == f"{path}:4: invalid YAML: character '\\x01' is not allowed (special characters are not allowed)"
+
+
+# --------------------------------------------------------------------------- issue 11: names, URLs, kwargs, catalog
+
+
+@pytest.mark.parametrize("name", ["a", "data-refresh", "session-processor:usage", "v1.2_x", "A" * jobs_file.MAX_NAME_LENGTH])
+def test_job_names_of_letters_digits_and_dot_underscore_colon_dash_are_accepted(tmp_path: Path, name: str) -> None:
+    path = write_yaml(tmp_path, f'jobs:\n  "{name}": {{every: 5m, http: {{path: /x}}}}\n')
+    assert [spec.name for spec in load(path)] == [name]
+
+
+@pytest.mark.parametrize(("written", "shown"), [
+    ('""', "''"),
+    ('"x\\ny"', "'x\\ny'"),
+    ('"my job"', "'my job'"),
+    ('"a/b"', "'a/b'"),
+    ('"naïve"', "'naïve'"),
+    ('"' + "n" * 101 + '"', repr("n" * 101)),
+])
+def test_other_job_names_are_refused_with_file_and_line(tmp_path: Path, written: str, shown: str) -> None:
+    path = write_yaml(tmp_path, f"jobs:\n  ok: {{every: 5m, http: {{path: /x}}}}\n  {written}: {{every: 5m, http: {{path: /x}}}}\n")
+    rule = "the name must be 1 to 100 letters, digits or '.', '_', ':', '-' (no spaces or line breaks)"
+    assert problems_of(path) == [f"{path}:3: job {shown}: {rule}; got {shown}"]
+
+
+def test_credentials_in_a_job_url_are_refused_without_the_password(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, """
+        jobs:
+          hook:
+            every: 5m
+            http: {method: POST, url: "https://deploy:hunter2@hooks.example.com/run?x=1"}
+          only-user:
+            every: 5m
+            http: {url: "http://deploy@hooks.example.com/run"}
+        """)
+    lines = problems_of(path)
+    rule = "http.url: must not carry credentials (user:password@): put a token in http.headers instead; got"
+    assert lines == [
+        f"{path}:4: job 'hook': {rule} 'https://deploy@hooks.example.com/run' (the password, if any, is not shown)",
+        f"{path}:7: job 'only-user': {rule} 'http://deploy@hooks.example.com/run' (the password, if any, is not shown)",
+    ]
+    assert "hunter2" not in "\n".join(lines)
+
+
+@pytest.fixture
+def fixed_signature(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"tickless_test_signature_{uuid.uuid4().hex}"
+    folder = tmp_path / "signature"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text("def sync(source, *, dry_run=False):\n    return source\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_kwargs_are_bound_against_the_callables_signature(tmp_path: Path, fixed_signature: str) -> None:
+    path = write_yaml(tmp_path, f"""
+        jobs:
+          unknown:
+            every: 5m
+            call: {fixed_signature}:sync
+            kwargs: {{source: crm, dryrun: true}}
+          missing:
+            every: 5m
+            call: {fixed_signature}:sync
+          fits:
+            every: 5m
+            call: {fixed_signature}:sync
+            kwargs: {{source: crm, dry_run: true}}
+        """)
+    reference = f"{fixed_signature}:sync(source, *, dry_run=False)"
+    assert problems_of(path) == [
+        f"{path}:5: job 'unknown': kwargs: do not fit {reference}: got an unexpected keyword argument 'dryrun' "
+        "(kwargs given: source, dryrun)",
+        f"{path}:8: job 'missing': kwargs: do not fit {reference}: missing a required argument: 'source' (kwargs given: none)",
+    ]
+
+
+def test_kwargs_that_fit_are_kept(tmp_path: Path, fixed_signature: str) -> None:
+    path = write_yaml(tmp_path, f"jobs:\n  a: {{every: 5m, call: '{fixed_signature}:sync', kwargs: {{source: crm}}}}\n")
+    [spec] = load(path)
+    assert isinstance(spec.target, CallTarget) and spec.target.function(**spec.target.kwargs) == "crm"
+
+
+CATALOG_JOB = """
+    jobs:
+      local: {every: 5m, http: {path: /x}}
+      bq-metadata-refresh:
+        every: 4h
+        call: catalog.refresh:refresh_all
+    """
+
+
+def test_a_job_calling_the_catalog_reports_the_catalogs_problems_located_in_catalog_yaml(tmp_path: Path) -> None:
+    catalog_yaml = write_yaml(tmp_path, """
+        bigquery:
+          project: my-project
+        tables:
+          orders: {dataset: sales, table: orders}
+        where_examples: ["amount >"]
+        """, name="catalog.yaml")
+    path = write_yaml(tmp_path, CATALOG_JOB)
+    lines = problems_of(path, {"CATALOG_CONFIG": str(catalog_yaml)})
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{catalog_yaml}:5: where_examples: where example 'amount >': does not parse")
+    assert lines[1] == (
+        f"{path}:3: job 'bq-metadata-refresh': call: calls into the catalog, whose configuration has 1 problem(s) "
+        f"(listed with {catalog_yaml}); every run would fail"
+    )
+
+
+def test_a_catalog_variable_problem_is_reported_too(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path, CATALOG_JOB)
+    lines = problems_of(path, {"CATALOG_CONFIG": str(tmp_path / "absent.yaml"), "CATALOG_REFRESH_CONCURRENCY": "0"})
+    assert "CATALOG_REFRESH_CONCURRENCY=0 must be between 1 and 64" in lines
+    assert lines[-1].startswith(f"{path}:3: job 'bq-metadata-refresh': call: calls into the catalog")
+
+
+def test_a_job_calling_a_valid_catalog_loads(tmp_path: Path) -> None:
+    catalog_yaml = write_yaml(tmp_path, """
+        bigquery:
+          project: my-project
+        tables:
+          orders: {dataset: sales, table: orders}
+        """, name="catalog.yaml")
+    assert sorted(load_jobs(write_yaml(tmp_path, CATALOG_JOB), {"CATALOG_CONFIG": str(catalog_yaml)})) == [
+        "bq-metadata-refresh", "local",
+    ]

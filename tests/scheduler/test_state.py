@@ -20,7 +20,7 @@ def test_creates_its_folder_uses_wal_and_versions_the_schema(tmp_path: Path) -> 
     StateStore(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_runs_and_job_state_survive_reopening(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_a_corrupt_file_is_a_clear_error_naming_the_path(tmp_path: Path) -> None
     path.write_bytes(b"this is not a database, it is a shopping list" * 100)
     with pytest.raises(StateError) as caught:
         StateStore(path)
-    assert str(caught.value) == f"SCHEDULER_STATE_PATH='{path}': cannot use the state store: file is not a database"
+    assert str(caught.value).startswith(f"SCHEDULER_STATE_PATH='{path}': cannot use the state store: file is not a database; ")
 
 
 def test_an_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
@@ -117,3 +117,42 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match="schema version 9 is newer"):
         StateStore(path)
+
+
+def test_the_state_file_and_its_folder_are_created_for_the_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)  # a usual umask would make them 0644 and 0755
+    try:
+        path = tmp_path / "data" / "state.sqlite"
+        store = StateStore(path)
+        store.record_many([RunRecord("a", T0, "ok", T0, T0, status=200, attempts=1, duration_s=0.1)])
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert modes["state.sqlite"] == 0o600
+    assert modes["state.sqlite-wal"] == 0o600  # SQLite copies the database file's mode
+
+
+def test_a_damaged_file_says_how_to_move_it_aside(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    path.write_bytes(b"this is not a database, it was overwritten by mistake" * 100)
+    for readonly in (False, True):
+        with pytest.raises(StateError) as caught:
+            StateStore(path, readonly=readonly)
+        message = str(caught.value)
+        assert message.startswith(f"SCHEDULER_STATE_PATH={str(path)!r}: cannot use the state store: file is not a database; ")
+        assert f"move it aside with its -wal and -shm files (mv {path} {path}.corrupt) and start again" in message
+
+
+def test_a_file_from_a_newer_tickless_gets_no_corruption_hint(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(StateError) as caught:
+        StateStore(path)
+    assert "newer than this tickless understands" in str(caught.value) and "move it aside" not in str(caught.value)

@@ -121,7 +121,10 @@ def test_a_dead_process_runs_are_closed_as_interrupted_once_their_lease_expires(
     assert store.expire_in_flight(now(), all_rows=False) == []  # closed once
     assert store.in_flight("live", now()) is not None
     # The one retry of that slot is a claim of its own; a second retry is not.
-    assert store.begin_run("job", T0, replica="b", now=now(), lease_seconds=30, retry=True).status == ClaimStatus.WON
+    retried = store.begin_run("job", T0, replica="b", now=now(), lease_seconds=30, retry=True)
+    assert retried.status == ClaimStatus.WON
+    assert store.begin_run("job", T0, replica="c", now=now(), lease_seconds=30, retry=True).status == ClaimStatus.IN_FLIGHT
+    store.finish_runs([(retried.run_id, finished("job", T0))])
     assert store.begin_run("job", T0, replica="c", now=now(), lease_seconds=30, retry=True).status == ClaimStatus.TAKEN
 
 
@@ -161,3 +164,40 @@ def test_history_keeps_the_newest_finished_runs_and_every_run_in_flight(open_sto
     store.record_many([finished("job", T0 + MINUTE * index) for index in range(1, 8)])
     outcomes = [run.outcome for run in store.history("job", limit=50)]
     assert outcomes.count(RunOutcome.OK) == 3 and outcomes.count(RunOutcome.RUNNING) == 1
+
+
+def test_a_paused_job_is_refused_by_every_replica_until_resumed(open_store: Callable[[], StateStore]) -> None:
+    a, b = open_store(), open_store()  # two replicas (on SQLite: the service and `scheduler fire`)
+    pause = a.pause("job", by="ops@host", now=T0)
+    assert (pause.job, pause.paused_at, pause.paused_by) == ("job", T0, "ops@host")
+    assert a.pause("job", by="someone-else", now=T0 + MINUTE) == pause  # pausing again keeps the first pause
+    assert set(b.paused_jobs()) == {"job"}
+    refused = b.begin_run("job", T0, replica="b", now=now(), lease_seconds=30)
+    assert refused.status == ClaimStatus.PAUSED and refused.paused == pause
+    assert a.history("job") == []  # not fired, not recorded
+    # Other jobs are not held up; --force runs the paused one anyway.
+    assert b.begin_run("other", T0, replica="b", now=now(), lease_seconds=30).status == ClaimStatus.WON
+    assert b.begin_run("job", T0, replica="cli", now=now(), lease_seconds=30, force=True).status == ClaimStatus.WON
+    assert a.resume("job") == pause
+    assert a.resume("job") is None
+    assert b.paused_jobs() == {}
+    assert b.begin_run("job", T0 + MINUTE, replica="b", now=now(), lease_seconds=30, force=True).status == ClaimStatus.WON
+
+def test_a_claim_carries_the_jobs_last_ok_or_failed_run(open_store: Callable[[], StateStore]) -> None:
+    store = open_store()
+    first = store.begin_run("job", T0, replica="a", now=now(), lease_seconds=30)
+    assert first.previous is None
+    store.finish_runs([(first.run_id, finished("job", T0, RunOutcome.FAILED))])
+    store.claim_skip("job", T0 + MINUTE, replica="a", now=now())  # a skip is no result
+    second = open_store().begin_run("job", T0 + 2 * MINUTE, replica="b", now=now(), lease_seconds=30)
+    assert second.previous is not None and (second.previous.outcome, second.previous.scheduled_for) == ("failed", T0)
+
+
+def test_a_retry_waits_for_a_run_in_flight_instead_of_becoming_a_skip(open_store: Callable[[], StateStore]) -> None:
+    store = open_store()
+    running = store.begin_run("job", T0 + MINUTE, replica="a", now=now(), lease_seconds=30)
+    waiting = store.begin_run("job", T0, replica="b", now=now(), lease_seconds=30, retry=True)
+    assert waiting.status == ClaimStatus.IN_FLIGHT and waiting.holder is not None
+    assert [run.outcome for run in store.history("job")] == [RunOutcome.RUNNING]  # no skip recorded, no claim taken
+    store.finish_runs([(running.run_id, finished("job", T0 + MINUTE))])
+    assert store.begin_run("job", T0, replica="b", now=now(), lease_seconds=30, retry=True).status == ClaimStatus.WON
