@@ -20,7 +20,7 @@ from catalog.models import TrackedTable
 from catalog.settings import MAX_SCAN_BYTES_RULE, parse_scan_bytes
 from tickless.config.interpolate import InterpolationError, expand
 from tickless.config.problems import Problems
-from tickless.config.yamlfile import LineList, LineMap, YamlProblem, load_yaml
+from tickless.config.yamlfile import LineList, LineMap, read_document
 
 TOP_KEYS = ("bigquery", "tables", "datasets", "where_examples", "max_scan_bytes", "locations",
             "allow_unestimated_projects", "allow_external_query")
@@ -128,15 +128,8 @@ def load_registry(path: Path, env: Mapping[str, str]) -> Registry:
     """Read and validate ``path``; raise ConfigError with every problem found."""
     problems = Problems(str(path))
     fields = _Fields(problems, env)
-    try:
-        document, duplicates = load_yaml(path)
-    except YamlProblem as exc:
-        problems.add(exc.line, None, exc.message)
-        raise ConfigError(problems) from None
-    for duplicate in duplicates:
-        problems.add(duplicate.line, None, duplicate.message)
-    if not isinstance(document, LineMap) or "bigquery" not in document:
-        problems.add(getattr(document, "line", 1), None, "the file needs a top-level 'bigquery:' mapping with at least 'project'")
+    document = read_document(path, problems, "bigquery", "a top-level 'bigquery:' mapping with at least 'project'")
+    if document is None:
         raise ConfigError(problems)
     problems.check_keys(document, TOP_KEYS)
 

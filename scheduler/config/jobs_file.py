@@ -15,7 +15,7 @@ from scheduler.config.spec import CallTarget, HttpTarget, JobSpec, RetryPolicy, 
 from scheduler.errors import ConfigError
 from scheduler.timing.triggers import shortest_gap_seconds
 from tickless.config.problems import Problems
-from tickless.config.yamlfile import LineMap, YamlProblem, load_yaml
+from tickless.config.yamlfile import LineMap, read_document
 
 TOP_KEYS = ("defaults", "jobs")
 MAX_NAME_LENGTH = 100
@@ -45,15 +45,8 @@ def load_jobs(path: Path, env: Mapping[str, str], api_url: str, *, now: datetime
     """
     problems = Problems(str(path))
     ctx = Context(env, problems)
-    try:
-        document, duplicates = load_yaml(path)
-    except YamlProblem as exc:
-        ctx.add(exc.line, None, exc.message)
-        raise ConfigError(problems) from None
-    for duplicate in duplicates:
-        ctx.add(duplicate.line, None, duplicate.message)
-    if not isinstance(document, LineMap) or "jobs" not in document:
-        ctx.add(getattr(document, "line", 1), None, "the file needs a top-level 'jobs:' mapping of job name -> spec")
+    document = read_document(path, problems, "jobs", "a top-level 'jobs:' mapping of job name -> spec")
+    if document is None:
         raise ConfigError(problems)
     ctx.check_keys(document, TOP_KEYS)
     defaults = _read_defaults(ctx, document.get("defaults"), document.line_of("defaults"))

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from tickless.config.problems import Problems
+
 
 class LineMap(dict[str, Any]):
     """A dict from YAML that knows its own line and the line of each key."""
@@ -190,3 +192,23 @@ def load_yaml(path: Path) -> tuple[Any, list[YamlProblem]]:
     finally:
         loader.dispose()
     return document, loader.duplicates
+
+
+def read_document(path: Path, problems: Problems, required_key: str, shape: str) -> LineMap | None:
+    """The file's top-level mapping, or None when it cannot be read as one.
+
+    Every problem goes to ``problems``, located: an unreadable file, invalid or
+    hostile YAML, duplicate keys, and a top level that is not a mapping with
+    ``required_key`` (``shape`` says what it should be).
+    """
+    try:
+        document, duplicates = load_yaml(path)
+    except YamlProblem as exc:
+        problems.add(exc.line, None, exc.message)
+        return None
+    for duplicate in duplicates:
+        problems.add(duplicate.line, None, duplicate.message)
+    if not isinstance(document, LineMap) or required_key not in document:
+        problems.add(getattr(document, "line", 1), None, f"the file needs {shape}")
+        return None
+    return document
