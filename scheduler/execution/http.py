@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -39,6 +40,24 @@ PROBE_PATH = "/api/health"
 class HttpResult:
     status: int
     attempts: int
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a job's request is made of that no run changes, prepared once per job (and token).
+
+    ``Session.request`` re-does all of it on every call: merging the session's
+    headers, cookies and settings, parsing and re-encoding the URL, serialising
+    the JSON body, choosing the adapter. A run copies ``request`` and sets its
+    own two headers; it is rebuilt when a reload gives the job a new target or
+    the token rotates.
+    """
+
+    target: HttpTarget
+    token: str | None
+    request: requests.PreparedRequest
+    adapter: BaseAdapter
+    send_options: dict[str, Any]  # verify, cert, proxies, stream: what Session.send would have merged in
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -134,6 +153,7 @@ class HttpClient:
         self.session.trust_env = False
         self.session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self._proxies: dict[str, dict[str, str]] = {}
+        self._prepared: dict[str, _Prepared] = {}  # per job name; replaced (never mutated) when stale
 
     def _proxies_for(self, url: str) -> dict[str, str]:
         if url not in self._proxies:
@@ -154,6 +174,26 @@ class HttpClient:
             return {"Authorization": f"Bearer {self._token}"}
         return {}
 
+    def _prepared_for(self, job: str, target: HttpTarget) -> _Prepared:
+        token = self._token
+        known = self._prepared.get(job)
+        if known is not None and known.target is target and known.token == token:
+            return known
+        headers = {**target.headers, **self._auth_headers(target.url), "X-Scheduler-Job": job}
+        request = self.session.prepare_request(
+            requests.Request(target.method, target.url, headers=headers, json=target.json_body),
+        )
+        assert request.url is not None
+        verify = self.session.verify
+        if urlsplit(request.url).scheme == "http":
+            verify = True  # no TLS on plain http: requests would stat the CA bundle path on every call for nothing
+        options: dict[str, Any] = {
+            "verify": verify, "cert": self.session.cert, "proxies": self._proxies_for(target.url), "stream": False,
+        }
+        known = _Prepared(target, token, request, self.session.get_adapter(request.url), options)
+        self._prepared[job] = known
+        return known
+
     def call(
         self,
         job: str,
@@ -167,13 +207,7 @@ class HttpClient:
     ) -> HttpResult:
         """One run: the request, retried while transient; RunFailed otherwise."""
         stamp = scheduled_for.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        headers = {
-            **target.headers,
-            **self._auth_headers(target.url),
-            "X-Scheduler-Job": job,
-            "X-Scheduler-Scheduled-For": stamp,
-            "Idempotency-Key": f"{job}@{stamp}",
-        }
+        key = f"{job}@{stamp}"
 
         tries = 0
 
@@ -183,11 +217,15 @@ class HttpClient:
             # A run in flight at shutdown makes its request; only further retries are dropped.
             if tries > 1 and self._stopping.is_set():
                 raise RunFailed("not retried: the scheduler is shutting down", permanent=True)
-            response = self.session.request(
-                target.method, target.url, headers=headers, json=target.json_body,
-                timeout=timeout, allow_redirects=False, proxies=self._proxies_for(target.url),
-            )
+            prepared = self._prepared_for(job, target)  # an invalid URL fails here, as a permanent RequestException
+            request = prepared.request.copy()  # headers copied too: each run (and each try) sends its own
+            request.headers["X-Scheduler-Scheduled-For"] = stamp
+            request.headers["Idempotency-Key"] = key
+            # Straight to the adapter: redirects are never followed, no cookie is kept between
+            # runs, and the session has no hooks; the body is read so the connection goes back to the pool.
+            response = prepared.adapter.send(request, timeout=timeout, **prepared.send_options)
             with response:
+                response.content  # noqa: B018
                 return self._judge(target, response)
 
         def wait(state: RetryCallState) -> float:

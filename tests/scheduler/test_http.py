@@ -479,3 +479,31 @@ def test_a_new_token_is_sent_from_the_next_request_on(mock: responses.RequestsMo
     assert client.set_token("tok-rotated") is False
     call(client)
     assert [c.request.headers["Authorization"] for c in mock.calls] == [f"Bearer {TOKEN}", "Bearer tok-rotated"]
+
+
+def test_each_run_sends_its_own_stamp_on_a_request_prepared_once(mock: responses.RequestsMock, client: HttpClient) -> None:
+    mock.add(responses.POST, URL, status=200)
+    mock.add(responses.POST, URL, status=200)
+    target = HttpTarget("POST", URL, json_body={"a": 1}, headers={"X-Tenant": "acme"})
+    call(client, target, scheduled_for=SCHEDULED)
+    call(client, target, scheduled_for=SCHEDULED + timedelta(minutes=1))
+    first, second = (recorded.request for recorded in mock.calls)
+    assert first.headers["Idempotency-Key"] == f"{JOB}@{STAMP}"
+    assert second.headers["Idempotency-Key"] == f"{JOB}@2026-01-05T07:01:00Z"
+    for request in (first, second):
+        assert request.headers["X-Tenant"] == "acme" and request.headers["X-Scheduler-Job"] == JOB
+        assert json.loads(request.body) == {"a": 1}
+
+
+def test_a_rotated_token_and_a_reloaded_target_are_used_from_the_next_run(mock: responses.RequestsMock, client: HttpClient) -> None:
+    mock.add(responses.POST, URL, status=200)
+    mock.add(responses.POST, URL, status=200)
+    mock.add(responses.PUT, URL, status=200)
+    target = HttpTarget("POST", URL)
+    call(client, target)
+    assert client.set_token("tok-new") is True
+    call(client, target)
+    call(client, HttpTarget("PUT", URL, headers={"X-Reloaded": "yes"}))  # a reload gives the job a new target
+    auth = [recorded.request.headers["Authorization"] for recorded in mock.calls]
+    assert auth == [f"Bearer {TOKEN}", "Bearer tok-new", "Bearer tok-new"]
+    assert mock.calls[2].request.method == "PUT" and mock.calls[2].request.headers["X-Reloaded"] == "yes"
