@@ -42,7 +42,7 @@ from scheduler.reports import (
 from scheduler.service import Service, resolve_seed
 from scheduler.state.backends import check_store, open_store, peek_store
 from scheduler.state.instance_lock import InstanceLock
-from scheduler.state.records import ClaimStatus, RunRecord
+from scheduler.state.records import ClaimStatus, RunRecord, row_id
 from scheduler.state.store import LeaseRenewer, StateStore
 from scheduler.timing.planning import plan_jobs
 from scheduler.timing.triggers import build_trigger
@@ -257,7 +257,7 @@ def cmd_fire(args: argparse.Namespace) -> int:
     trigger = build_trigger(spec, now, settings.jitter_seed)
     following = trigger.nominal_after(now)
     http = HttpClient(settings.api_url, settings.token, 1)
-    lease = LeaseRenewer(store, claim.run_id, settings.lease_seconds)
+    lease = LeaseRenewer(store, row_id(claim.run_id), settings.lease_seconds)
     try:
         outcome = JobRunner(http).run(spec, now, trigger.fire_time(following) if following else None)
     finally:

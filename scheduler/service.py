@@ -40,7 +40,9 @@ from scheduler.ops.metrics import Metrics
 from scheduler.ops.notify import Notifier
 from scheduler.reload import JobChanges, diff_jobs
 from scheduler.state.recorder import BackgroundRecorder
-from scheduler.state.records import Claim, ClaimStatus, PausedJob
+from scheduler.state.records import Claim, ClaimStatus, PausedJob, RowId, RowRef, row_id
+from scheduler.state.records import InFlightRun as StoredInFlight
+from scheduler.state.sqlite import SqliteStore
 from scheduler.state.store import StateStore
 from scheduler.timing.planning import Plan, catch_up_seconds, plan_jobs
 from tickless.clock import Clock, iso, utc_now
@@ -85,7 +87,7 @@ class InFlightRun:
     job: str
     scheduled_for: datetime
     started_at: datetime
-    run_id: int | None = None  # the store's in-flight row, whose lease this process renews
+    run_id: RowId = None  # the store's in-flight row, whose lease this process renews
     retry: bool = False
 
 
@@ -106,6 +108,14 @@ class InFlight:
     def begin(self, run: InFlightRun) -> None:
         with self._changed:
             self._runs[run.job] = run
+
+    def take(self, run: InFlightRun) -> InFlightRun | None:
+        """Mark ``run`` in flight unless a run of its job is: the one in flight, or None when taken."""
+        with self._changed:
+            holder = self._runs.get(run.job)
+            if holder is None:
+                self._runs[run.job] = run
+            return holder
 
     def end(self, job: str) -> None:
         with self._changed:
@@ -165,6 +175,11 @@ class Service:
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         # With a shared store (replicas), no run fires without a claim; alone on a file, runs go on.
         self.shared = settings.state_url is not None
+        # Alone on a SQLite file (the instance lock is held), no other scheduler claims slots: a run's claim
+        # is decided here, from the in-flight table and the paused jobs, and its in-flight row is written by
+        # the background writer (docs/operations.md: the window this leaves to `scheduler fire`).
+        self.claims_in_memory = not self.shared and isinstance(store, SqliteStore) and not store.readonly
+        self._in_flight_elsewhere: dict[str, StoredInFlight] = {}  # `scheduler fire` runs, read with the pauses
         self.config_fingerprint = config_fingerprint
         self._missed_while_store_failed = False
         self._other_configs: list[str] = []
@@ -204,6 +219,7 @@ class Service:
         self.liveness = Liveness(lambda: self.running, heartbeat_seconds=heartbeat_seconds,
                                  stale_after_seconds=max(6 * heartbeat_seconds, 3.0))
         self._signals = 0
+        self._lease = timedelta(seconds=settings.lease_seconds)
 
     @property
     def running(self) -> bool:
@@ -314,7 +330,8 @@ class Service:
             return None
         started_at, started = self.clock(), time.monotonic()
         previous = (claim.previous.outcome, claim.previous.scheduled_for) if claim.previous else None
-        self.events.publish(RunStarted(name, nominal, started_at, claim.run_id, retry, previous))
+        lease_until = started_at + self._lease if isinstance(claim.run_id, RowRef) else None
+        self.events.publish(RunStarted(name, nominal, started_at, claim.run_id, retry, previous, lease_until))
         try:
             outcome = self.runs.run(spec, nominal, deadline, fire_time)
         except BaseException as exc:
@@ -331,6 +348,8 @@ class Service:
 
     def _claim(self, name: str, nominal: datetime, retry: bool) -> Claim | None:
         """Claim the slot: the claim to run under, or None when this process must not run it."""
+        if self.claims_in_memory:
+            return self._claim_in_memory(name, nominal, retry)
         fields = {"job": name, "scheduled_for": iso(nominal)}
         try:
             claim = self.store.begin_run(
@@ -368,6 +387,33 @@ class Service:
             return None
         return claim
 
+    def _claim_in_memory(self, name: str, nominal: datetime, retry: bool) -> Claim | None:
+        """The claim alone on a SQLite file, without a store transaction on the run's path: paused
+        as last read (every PAUSE_POLL_SECONDS), in flight here (the in-flight table) or in a
+        `scheduler fire` process (its rows, read as often). The in-flight row follows in a batch."""
+        if name in self.paused:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("run not fired: job=%s scheduled_for=%s: the job is paused", name, iso(nominal))
+            return None
+        row = RowRef()
+        holder: StoredInFlight | None = self._in_flight_elsewhere.get(name)
+        if holder is None:  # checked and taken at once: two threads cannot both find the job idle
+            local = self.inflight.take(InFlightRun(name, nominal, self.clock(), row, retry))
+            if local is not None:
+                holder = StoredInFlight(name, local.scheduled_for, local.started_at, self.replica, local.retry)
+        if holder is not None and retry:
+            self._defer_retry(name, nominal)
+            return None
+        if holder is not None:
+            self.events.publish(RunSkipped(name, nominal, recorded=False))
+            logger.warning(
+                "run skipped: job=%s scheduled_for=%s: the previous run (scheduled for %s) has been in flight since %s on %s",
+                name, iso(nominal), iso(holder.scheduled_for), iso(holder.started_at), holder.replica,
+                extra={"job": name, "scheduled_for": iso(nominal), "outcome": RunOutcome.SKIPPED_IN_FLIGHT},
+            )
+            return None
+        return Claim(ClaimStatus.WON, run_id=row)
+
     def _drain(self) -> list[InFlightRun]:
         running = self.inflight.snapshot()
         if running:
@@ -404,7 +450,7 @@ class Service:
         while not self._keeper.wait(period):
             now = self.clock()
             try:
-                self.store.renew([run.run_id for run in self.inflight.snapshot() if run.run_id is not None],
+                self.store.renew([run_id for run in self.inflight.snapshot() if (run_id := row_id(run.run_id)) is not None],
                                  now, self.settings.lease_seconds)
                 self._close_interrupted(all_rows=False, retry_at=now)
                 self._compare_config(now)
@@ -476,6 +522,11 @@ class Service:
     def _read_paused(self) -> None:
         try:
             paused = self.store.paused_jobs()
+            if self.claims_in_memory:
+                assert isinstance(self.store, SqliteStore)
+                self._in_flight_elsewhere = {
+                    run.job: run for run in self.store.runs_in_flight(self.clock()) if run.replica != self.replica
+                }
         except StoreUnavailable:
             return  # counted and logged by the store's failure streak; the last read stands
         for name in sorted(paused.keys() - self.paused.keys()):

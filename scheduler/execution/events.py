@@ -15,10 +15,28 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 from scheduler.execution.run import Outcome
 
 logger = logging.getLogger("scheduler.events")
+
+
+class RowRef:
+    """An in-flight row the background writer adds after the run has started (the SQLite store,
+    alone on its file): its id once written, so that the run's end completes that row."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: int | None = None
+
+
+RowId: TypeAlias = int | RowRef | None  # an in-flight row: written already (int), to be written (RowRef), or none
+
+
+def row_id(row: RowId) -> int | None:
+    return row.id if isinstance(row, RowRef) else row
 
 
 @dataclass(frozen=True)
@@ -26,15 +44,16 @@ class RunStarted:
     job: str
     scheduled_for: datetime
     started_at: datetime
-    run_id: int | None = None  # the store's in-flight row, when it has one
+    run_id: RowId = None  # the store's in-flight row, when it has one (a RowRef: the recorder writes it)
     retry: bool = False  # the one retry of an interrupted run
     previous: tuple[str, datetime] | None = None  # the store's last ok or failed run of the job: (outcome, slot)
+    lease_until: datetime | None = None  # with a RowRef: the in-flight row's first lease
 
 
 @dataclass(frozen=True)
 class RunFinished:
     outcome: Outcome
-    run_id: int | None = None
+    run_id: RowId = None
     retry: bool = False
 
 
@@ -50,7 +69,7 @@ class RunAbandoned:
     job: str
     scheduled_for: datetime
     started_at: datetime
-    run_id: int | None = None
+    run_id: RowId = None
     retry: bool = False
 
 

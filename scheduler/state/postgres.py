@@ -31,7 +31,18 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from scheduler.errors import StateError, StoreUnavailable
 from scheduler.execution.run import RunOutcome
-from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, LastResult, PausedJob, RunRecord
+from scheduler.state.records import (
+    Claim,
+    ClaimStatus,
+    InFlightRun,
+    Interrupted,
+    JobState,
+    LastResult,
+    PausedJob,
+    RowId,
+    RunRecord,
+    row_id,
+)
 from scheduler.state.store import FailureStreak, claims_kept
 
 logger = logging.getLogger("scheduler.state")
@@ -84,6 +95,61 @@ CREATE TABLE IF NOT EXISTS tickless_replicas (
 # Version 2: jobs paused with ``scheduler pause``.
 _MIGRATE_TO_2 = """
 CREATE TABLE IF NOT EXISTS tickless_paused (job TEXT PRIMARY KEY, paused_at TIMESTAMPTZ NOT NULL, paused_by TEXT NOT NULL)
+"""
+# The claim of a run as one server-side function: one round trip on the run's path instead of
+# one per statement (paused check, claim, per-job advisory lock, in-flight check, previous
+# result, in-flight row, last_nominal) plus BEGIN and COMMIT. The same steps in the same
+# order as they were in Python, in the one transaction the statement runs in. Created (or
+# replaced) under the migration lock at every start, so an upgrade brings its own version.
+_BEGIN_RUN_FUNCTION = """
+CREATE OR REPLACE FUNCTION tickless_begin_run(
+    p_job TEXT, p_slot TIMESTAMPTZ, p_replica TEXT, p_now TIMESTAMPTZ, p_lease INTERVAL, p_retry BOOLEAN, p_force BOOLEAN
+) RETURNS TABLE (status TEXT, run_id BIGINT, at1 TIMESTAMPTZ, at2 TIMESTAMPTZ, who TEXT, was_retry BOOLEAN)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_at1 TIMESTAMPTZ; v_at2 TIMESTAMPTZ; v_who TEXT; v_retry BOOLEAN; v_outcome TEXT; v_id BIGINT;
+BEGIN
+    IF NOT p_force THEN
+        SELECT paused_at, paused_by INTO v_at1, v_who FROM tickless_paused WHERE job = p_job;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'paused'::TEXT, NULL::BIGINT, v_at1, NULL::TIMESTAMPTZ, v_who, NULL::BOOLEAN;
+            RETURN;
+        END IF;
+    END IF;
+    IF p_retry AND NOT p_force THEN
+        PERFORM pg_advisory_xact_lock(hashtext('tickless:' || p_job));
+        SELECT scheduled_for, started_at, replica, retry INTO v_at1, v_at2, v_who, v_retry FROM tickless_runs
+            WHERE job = p_job AND outcome = 'running' AND lease_until > clock_timestamp() ORDER BY id DESC LIMIT 1;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'in_flight'::TEXT, NULL::BIGINT, v_at1, v_at2, v_who, v_retry;
+            RETURN;
+        END IF;
+    END IF;
+    INSERT INTO tickless_claims (job, scheduled_for, retry, claimed_by, claimed_at)
+        VALUES (p_job, p_slot, p_retry, p_replica, p_now) ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'taken'::TEXT, NULL::BIGINT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, NULL::TEXT, NULL::BOOLEAN;
+        RETURN;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('tickless:' || p_job));
+    IF NOT p_force THEN
+        SELECT scheduled_for, started_at, replica, retry INTO v_at1, v_at2, v_who, v_retry FROM tickless_runs
+            WHERE job = p_job AND outcome = 'running' AND lease_until > clock_timestamp() ORDER BY id DESC LIMIT 1;
+        IF FOUND THEN
+            INSERT INTO tickless_runs (job, scheduled_for, outcome, retry, replica)
+                VALUES (p_job, p_slot, 'skipped_in_flight', p_retry, p_replica);
+            RETURN QUERY SELECT 'in_flight'::TEXT, NULL::BIGINT, v_at1, v_at2, v_who, v_retry;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT outcome, scheduled_for INTO v_outcome, v_at1 FROM tickless_runs
+        WHERE job = p_job AND outcome IN ('ok', 'failed') ORDER BY id DESC LIMIT 1;
+    INSERT INTO tickless_runs (job, scheduled_for, started_at, outcome, retry, replica, lease_until)
+        VALUES (p_job, p_slot, p_now, 'running', p_retry, p_replica, clock_timestamp() + p_lease) RETURNING id INTO v_id;
+    UPDATE tickless_jobs SET last_nominal = GREATEST(last_nominal, p_slot) WHERE name = p_job;
+    RETURN QUERY SELECT 'won'::TEXT, v_id, v_at1, NULL::TIMESTAMPTZ, v_outcome, NULL::BOOLEAN;
+END
+$fn$
 """
 _RUN_COLUMNS = (
     "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
@@ -157,6 +223,7 @@ class PostgresStore:
             for statement in (_SCHEMA + ";" + (_MIGRATE_TO_2 if version < 2 else "")).split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            conn.execute(_BEGIN_RUN_FUNCTION)
             conn.execute(
                 "INSERT INTO tickless_meta (key, value) VALUES ('schema_version', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -218,44 +285,31 @@ class PostgresStore:
         self, job: str, scheduled_for: datetime, *, replica: str, now: datetime, lease_seconds: float,
         retry: bool = False, force: bool = False,
     ) -> Claim:
-        with self._transaction(f"the claim of a run of {job}") as conn:
-            paused = None if force else self._paused(conn, job)
-            if paused is not None:
-                return Claim(ClaimStatus.PAUSED, paused=paused)
-            if retry and not force:
-                # A retry waits for the job rather than becoming a skip: it takes no claim while a run is in flight.
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext('tickless:' || %s))", (job,))
-                holder = self._in_flight(conn, job)
-                if holder is not None:
-                    return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
-            claimed = conn.execute(
-                "INSERT INTO tickless_claims (job, scheduled_for, retry, claimed_by, claimed_at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (job, scheduled_for, retry, replica, now),
-            ).rowcount
-            if not claimed:
-                return Claim(ClaimStatus.TAKEN)
-            # One start of this job at a time, across replicas: the in-flight check and the row are one step.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('tickless:' || %s))", (job,))
-            holder = None if force else self._in_flight(conn, job)
-            if holder is not None:
-                self._insert(conn, RunRecord(job, scheduled_for, RunOutcome.SKIPPED_IN_FLIGHT, retry=retry, replica=replica))
-                return Claim(ClaimStatus.IN_FLIGHT, holder=holder)
-            previous = conn.execute(
-                "SELECT outcome, scheduled_for FROM tickless_runs WHERE job = %s AND outcome IN ('ok', 'failed')"
-                " ORDER BY id DESC LIMIT 1",
-                (job,),
-            ).fetchone()
-            row = conn.execute(
-                "INSERT INTO tickless_runs (job, scheduled_for, started_at, outcome, retry, replica, lease_until)"
-                " VALUES (%s, %s, %s, 'running', %s, %s, clock_timestamp() + %s) RETURNING id",
-                (job, scheduled_for, now, retry, replica, timedelta(seconds=lease_seconds)),
-            ).fetchone()
-            conn.execute(
-                "UPDATE tickless_jobs SET last_nominal = GREATEST(last_nominal, %s) WHERE name = %s", (scheduled_for, job),
-            )
+        what = f"the claim of a run of {job}"
+        try:
+            with self._pool.connection() as conn:
+                # One statement in autocommit: its own transaction, one round trip (prepared after a few uses).
+                conn.autocommit = True
+                try:
+                    row = conn.execute(
+                        "SELECT * FROM tickless_begin_run(%s, %s, %s, %s, %s, %s, %s)",
+                        (job, scheduled_for, replica, now, timedelta(seconds=lease_seconds), retry, force),
+                    ).fetchone()
+                finally:
+                    conn.autocommit = False
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            self.failures.failed(what, self._clean(exc))
+            raise StoreUnavailable(self.location, self._clean(exc)) from None
+        self.failures.succeeded()
         assert row is not None
-        return Claim(ClaimStatus.WON, run_id=int(row[0]), previous=LastResult(previous[0], previous[1]) if previous else None)
+        status, run_id, at1, at2, who, was_retry = row
+        if status == "paused":
+            return Claim(ClaimStatus.PAUSED, paused=PausedJob(job, at1, who))
+        if status == "in_flight":
+            return Claim(ClaimStatus.IN_FLIGHT, holder=InFlightRun(job, at1, at2, who, was_retry))
+        if status == "taken":
+            return Claim(ClaimStatus.TAKEN)
+        return Claim(ClaimStatus.WON, run_id=int(run_id), previous=LastResult(who, at1) if who is not None else None)
 
     def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
         with self._transaction(f"a skipped run of {job}") as conn:
@@ -291,9 +345,10 @@ class PostgresStore:
                 (timedelta(seconds=lease_seconds), list(run_ids)),
             )
 
-    def finish_runs(self, finished: Sequence[tuple[int | None, RunRecord]]) -> None:
+    def finish_runs(self, finished: Sequence[tuple[RowId, RunRecord]]) -> None:
         with self._transaction(f"{len(finished)} run record(s)") as conn:
-            for run_id, record in finished:
+            for row, record in finished:
+                run_id = row_id(row)  # claims here are atomic statements: a row is always written before its run
                 if run_id is None:
                     self._insert(conn, record)
                     continue

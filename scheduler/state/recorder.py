@@ -15,14 +15,14 @@ import threading
 from dataclasses import replace
 
 from scheduler.errors import StoreUnavailable
-from scheduler.execution.events import RunAbandoned, RunEvent, RunFinished, RunSkipped
+from scheduler.execution.events import RowId, RowRef, RunAbandoned, RunEvent, RunFinished, RunSkipped, RunStarted
 from scheduler.execution.run import RunOutcome
 from scheduler.state.records import RunRecord
 from scheduler.state.store import StateStore
 
 logger = logging.getLogger("scheduler.state")
 
-Finished = tuple[int | None, RunRecord]  # the in-flight row to complete (None: a new row), and what to write
+Finished = tuple[RowId, RunRecord]  # the in-flight row to complete or add (None: a new row), and what to write
 _MAX_BACKOFF = 30.0
 _MAX_KEPT = 100_000  # beyond this, the oldest kept records are dropped (and counted) rather than memory growing
 
@@ -40,7 +40,7 @@ class BackgroundRecorder:
         self._thread = threading.Thread(target=self._write, name="state-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, run_id: int | None, run: RunRecord) -> None:
+    def submit(self, run_id: RowId, run: RunRecord) -> None:
         self._queue.put((run_id, run))
 
     def close(self, timeout: float = 10.0) -> None:
@@ -80,8 +80,14 @@ class BackgroundRecorder:
                 backoff = 0.5
 
     def on_event(self, event: RunEvent) -> None:
-        """A run listener: every run that ended, was skipped or abandoned is recorded."""
-        if isinstance(event, RunFinished):
+        """A run listener: every run that ended, was skipped or abandoned is recorded, and
+        the in-flight row of a run whose claim was decided without a store transaction."""
+        if isinstance(event, RunStarted) and isinstance(event.run_id, RowRef):
+            self.submit(event.run_id, RunRecord(
+                event.job, event.scheduled_for, RunOutcome.RUNNING, started_at=event.started_at, retry=event.retry,
+                replica=self.replica, lease_until=event.lease_until,
+            ))
+        elif isinstance(event, RunFinished):
             record = RunRecord.of(event.outcome)
             self.submit(event.run_id, _with(record, retry=event.retry, replica=self.replica))
         elif isinstance(event, RunSkipped) and not event.recorded:

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from scheduler.execution.events import RowId as RowId  # re-exported: the store's in-flight row references
+from scheduler.execution.events import RowRef as RowRef
+from scheduler.execution.events import row_id as row_id
 from scheduler.execution.run import Outcome, RunOutcome
 
 
@@ -23,6 +26,7 @@ class RunRecord:
     error: str | None = None
     retry: bool = False  # the one retry of an interrupted run (same slot, same Idempotency-Key)
     replica: str | None = None  # the process that ran it (host:pid:tag)
+    lease_until: datetime | None = None  # an in-flight row (outcome running) written by the background writer
 
     @classmethod
     def of(cls, outcome: Outcome) -> RunRecord:
@@ -86,7 +90,7 @@ class LastResult:
 @dataclass(frozen=True)
 class Claim:
     status: ClaimStatus
-    run_id: int | None = None  # the in-flight row, when WON
+    run_id: RowId = None  # the in-flight row, when WON (a RowRef: the background writer adds it)
     holder: InFlightRun | None = None  # the run in flight, when IN_FLIGHT
     paused: PausedJob | None = None  # the pause, when PAUSED
     previous: LastResult | None = None  # when WON: the job's last ok or failed run, as the store knows it

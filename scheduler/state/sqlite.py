@@ -23,7 +23,18 @@ from pathlib import Path
 
 from scheduler.errors import StateError, StoreUnavailable
 from scheduler.execution.run import RunOutcome
-from scheduler.state.records import Claim, ClaimStatus, InFlightRun, Interrupted, JobState, LastResult, PausedJob, RunRecord
+from scheduler.state.records import (
+    Claim,
+    ClaimStatus,
+    InFlightRun,
+    Interrupted,
+    JobState,
+    LastResult,
+    PausedJob,
+    RowId,
+    RowRef,
+    RunRecord,
+)
 from scheduler.state.store import FailureStreak, claims_kept
 
 SCHEMA_VERSION = 3
@@ -243,6 +254,37 @@ class SqliteStore:
             last = LastResult(previous[0], datetime.fromisoformat(previous[1])) if previous else None
             return Claim(ClaimStatus.WON, run_id=cursor.lastrowid, previous=last)
 
+    @staticmethod
+    def _insert_in_flight(db: sqlite3.Connection, record: RunRecord) -> int | None:
+        db.execute(
+            "INSERT INTO claims (job, scheduled_for, retry, claimed_by, claimed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (record.job, text(record.scheduled_for), int(record.retry), record.replica, text(record.started_at)),
+        )
+        cursor = db.execute(
+            "INSERT INTO runs (job, scheduled_for, started_at, outcome, retry, replica, lease_until)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?)",
+            (record.job, text(record.scheduled_for), text(record.started_at), int(record.retry), record.replica,
+             text(record.lease_until)),
+        )
+        db.execute(
+            "UPDATE jobs SET last_nominal = MAX(COALESCE(last_nominal, ''), ?) WHERE name = ?",
+            (record.scheduled_for.isoformat(), record.job),
+        )
+        return cursor.lastrowid
+
+    def runs_in_flight(self, now: datetime) -> list[InFlightRun]:
+        """Every run in flight now (lease not expired), of any process: ``scheduler fire`` included."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT job, scheduled_for, started_at, replica, retry FROM runs WHERE outcome = 'running' AND lease_until > ?",
+                    (text(now),),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(self.location, exc) from None
+        return [InFlightRun(job, datetime.fromisoformat(slot), datetime.fromisoformat(started), replica, bool(retry))
+                for job, slot, started, replica, retry in rows]
+
     def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
         """Claim a slot this process skips (its own run of the job is still in flight) and record the skip."""
         with self._write(f"a skipped run of {job}") as db:
@@ -314,10 +356,25 @@ class SqliteStore:
         row = db.execute("SELECT paused_at, paused_by FROM paused WHERE job = ?", (job,)).fetchone()
         return None if row is None else PausedJob(job, datetime.fromisoformat(row[0]), row[1])
 
-    def finish_runs(self, finished: Sequence[tuple[int | None, RunRecord]]) -> None:
-        """Complete in-flight rows (or add rows for runs without one), in one transaction."""
+    def finish_runs(self, finished: Sequence[tuple[RowId, RunRecord]]) -> None:
+        """Complete in-flight rows (or add rows for runs without one), in one transaction.
+
+        A ``RowRef`` with a ``running`` record is a run the service started without a
+        transaction of its own (alone on the file, it decides its claims in memory): its
+        claim and in-flight row are written here, in order, and the RowRef learns the
+        row's id, which the run's end (later in the same or a later batch) completes.
+        """
+        added: dict[int, tuple[RowRef, int | None]] = {}  # ids become known to the RowRefs only once committed
         with self._write(f"{len(finished)} run record(s)") as db:
-            for run_id, record in finished:
+            for row, record in finished:
+                if isinstance(row, RowRef):
+                    if record.outcome == RunOutcome.RUNNING:
+                        if row.id is None and id(row) not in added:
+                            added[id(row)] = (row, self._insert_in_flight(db, record))
+                        continue
+                    run_id = row.id if row.id is not None else added.get(id(row), (row, None))[1]
+                else:
+                    run_id = row
                 if run_id is None:
                     self._insert(db, record)
                 else:
@@ -330,6 +387,8 @@ class SqliteStore:
                     self._update_job(db, record)
             for job in {record.job for _, record in finished}:
                 self._prune(db, job)
+        for row, new_id in added.values():
+            row.id = new_id
 
     def record(self, run: RunRecord) -> None:
         """Store one finished run with no in-flight row (``scheduler fire`` of an old store, tests)."""

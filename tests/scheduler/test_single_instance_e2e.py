@@ -107,6 +107,16 @@ def test_fire_during_a_run_exits_3_and_force_runs_it(api: ApiServer, tmp_path: P
     assert outcomes == ["ok", "ok", "skipped_in_flight"], history
 
 
+def _wait_for_running(config: Path, env: dict[str, str], cwd: Path, jobs: set[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        history = json.loads(run_cli(["history", "--json", "-c", str(config)], env, cwd).stdout)["runs"]
+        if jobs <= {run["job"] for run in history if run["outcome"] == "running"}:
+            return
+        assert time.monotonic() < deadline, f"in-flight rows of {sorted(jobs)} never written: {history}"
+        time.sleep(0.05)
+
+
 def test_kill_9_mid_run_is_closed_as_interrupted_and_retried_once(api: ApiServer, tmp_path: Path, start_service: Start) -> None:
     api.on("/kept", delay=3)
     api.on("/late", delay=3)
@@ -119,6 +129,9 @@ def test_kill_9_mid_run_is_closed_as_interrupted_and_retried_once(api: ApiServer
     first = start_service(["run", "-c", str(config)], env)
     original = api.wait_for("/kept", 1)[0]
     api.wait_for("/late", 1)
+    # Alone on its file the service writes in-flight rows from its background writer, a few
+    # milliseconds after a run starts (docs/operations.md): kill once both rows are on disk.
+    _wait_for_running(config, env, tmp_path, {"kept", "late"})
     first.kill()  # SIGKILL, both runs in flight
 
     second = start_service(["run", "-c", str(config)], env)

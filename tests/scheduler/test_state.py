@@ -156,3 +156,35 @@ def test_a_file_from_a_newer_tickless_gets_no_corruption_hint(tmp_path: Path) ->
     with pytest.raises(StateError) as caught:
         StateStore(path)
     assert "newer than this tickless understands" in str(caught.value) and "move it aside" not in str(caught.value)
+
+
+def test_an_in_flight_row_written_by_the_background_writer_is_completed_by_its_run_end(tmp_path: Path) -> None:
+    """Alone on its file the service claims in memory: the writer adds the claim and in-flight row
+    (a RowRef learns its id), and the run's end completes that row, in the same batch or a later one."""
+    from scheduler.execution.run import RunOutcome
+    from scheduler.state.records import RowRef
+
+    store = StateStore(tmp_path / "state.db")
+    slot = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
+    now = slot + timedelta(milliseconds=2)
+    store.claim_grid("job", "fp", slot)
+    first, second = RowRef(), RowRef()
+    start = RunRecord("job", slot, RunOutcome.RUNNING, started_at=now, replica="me", lease_until=now + timedelta(seconds=60))
+    store.finish_runs([(first, start)])
+    assert first.id is not None
+    in_flight = store.in_flight("job", now)
+    assert in_flight is not None and in_flight.scheduled_for == slot and in_flight.replica == "me"
+    assert [(run.job, run.started_at) for run in store.runs_in_flight(now)] == [("job", now)]
+    store.finish_runs([(first, RunRecord("job", slot, RunOutcome.OK, started_at=now, finished_at=now, status=200))])
+    later = slot + timedelta(hours=1)
+    store.finish_runs([  # start and end in one batch: the end finds the row added just before
+        (second, RunRecord("job", later, RunOutcome.RUNNING, started_at=later, replica="me", lease_until=later + timedelta(seconds=60))),
+        (second, RunRecord("job", later, RunOutcome.FAILED, started_at=later, finished_at=later, error="boom")),
+    ])
+    assert second.id is not None and second.id != first.id
+    assert [(run.scheduled_for, run.outcome) for run in store.history("job")] == [(later, "failed"), (slot, "ok")]
+    assert store.in_flight("job", later) is None
+    assert store.job_states()["job"].last_nominal == later
+    claims = sqlite3.connect(tmp_path / "state.db").execute("SELECT scheduled_for, claimed_by FROM claims ORDER BY 1").fetchall()
+    assert [by for _, by in claims] == ["me", "me"]
+    store.close()
