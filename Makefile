@@ -33,8 +33,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check tickless scheduler catalog tests bench
 	$(BIN)/mypy
 
-# Benchmarks (not run by CI): prints tables, writes bench/results/*.json.
+# Benchmarks (not run by CI): prints tables, writes bench/results/*.json. aiohttp is the
+# asyncio limit line's client, installed here for the bench only (never a product dependency).
 bench: $(STAMP)
+	$(BIN)/python -c "import aiohttp" 2>/dev/null || $(BIN)/python -m pip install --quiet aiohttp
 	$(BIN)/python -m bench.run_all
 
 # Every harness at tiny sizes (under a minute, writes nothing) with its self-checks;

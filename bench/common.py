@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
 import platform
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -152,10 +154,77 @@ class RecordingServer:
         self.httpd.server_close()
 
 
+MOVED = 0.10  # a figure that moved more than this fraction from the committed result is called out
+
+
+def figures(document: Any, prefix: str = "") -> dict[str, float]:
+    """Every number of a results document by its path (``scenarios[1].tickless.arrival.p99_ms``), the machine left out."""
+    found: dict[str, float] = {}
+    if isinstance(document, dict):
+        for key, value in document.items():
+            if key != "machine":
+                found.update(figures(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            label = value.get("scenario") or value.get("fires_per_second") if isinstance(value, dict) else None
+            found.update(figures(value, f"{prefix}[{label if label is not None else index}]"))
+    elif isinstance(document, int | float) and not isinstance(document, bool):
+        found[prefix] = float(document)
+    return found
+
+
+def committed_result(name: str) -> dict[str, Any] | None:
+    """bench/results/NAME.json as last committed (git HEAD), or None when there is none."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:bench/results/{name}.json"], cwd=ROOT, capture_output=True,
+                               text=True, check=False, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if shown.returncode != 0:
+        return None
+    loaded: dict[str, Any] = json.loads(shown.stdout)
+    return loaded
+
+
+def moved_figures(before: dict[str, Any], after: dict[str, Any], threshold: float = MOVED) -> list[tuple[str, float, float, float]]:
+    """(path, before, after, relative change) of each figure present in both that moved more than ``threshold``."""
+    old, new = figures(before), figures(after)
+    moved = []
+    for path in sorted(old.keys() & new.keys()):
+        was, now = old[path], new[path]
+        if was == now:
+            continue
+        change = (now - was) / abs(was) if was else float("inf")
+        if abs(change) > threshold:
+            moved.append((path, was, now, change))
+    return moved
+
+
+def report_moved(name: str, document: dict[str, Any], before: dict[str, Any] | None) -> list[tuple[str, float, float, float]]:
+    """Print which figures moved more than 10 % from the committed result, and by how much."""
+    if before is None:
+        print(f"{name}: no committed result to compare with")
+        return []
+    moved = moved_figures(before, document)
+    since = before.get("machine", {}).get("date", "?")
+    if not moved:
+        print(f"{name}: no figure moved more than {MOVED:.0%} from the committed result ({since})")
+    else:
+        print(f"{name}: {len(moved)} figure(s) moved more than {MOVED:.0%} from the committed result ({since}):")
+        for path, was, now, change in moved:
+            print(f"  MOVED {path}: {was:g} -> {now:g} ({change:+.0%})" if math.isfinite(change) else f"  MOVED {path}: {was:g} -> {now:g}")
+    return moved
+
+
 def write_result(name: str, document: dict[str, Any], mode: Mode = Mode.FULL) -> Path | None:
-    """bench/results/NAME.json; in smoke mode the document is still serialised (so a bad figure fails) but not written."""
+    """bench/results/NAME.json; in smoke mode the document is still serialised (so a bad figure fails) but not written.
+    Either way the figures are compared with the committed result, and those that moved more than 10 % are named."""
     check_finite(name, "results", document)
     text = json.dumps({"machine": machine(), "mode": mode.value, **document}, indent=2, allow_nan=False) + "\n"
+    before = committed_result(name)
+    if before is not None and before.get("mode", Mode.FULL.value) != mode.value:
+        print(f"{name}: the committed result is a {before.get('mode')} run; compared all the same")
+    report_moved(name, json.loads(text), before)
     if mode is Mode.SMOKE:
         print(f"smoke run: {name} figures not written")
         return None

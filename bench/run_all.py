@@ -1,4 +1,6 @@
-"""`make bench`: every harness in turn (about 9 minutes on 2 cores); figures in bench/results/.
+"""`make bench`: every harness in turn (about 18 minutes on 2 cores: cron_agreement about 6, firing about
+4, throughput about 3, claims about 2); figures in bench/results/, each harness naming the figures that
+moved more than 10 % from the committed result.
 
 --smoke runs every harness at tiny sizes (well under a minute, nothing written)
 to prove they still run and their self-checks pass; tests/bench does the same

@@ -9,7 +9,7 @@ import pytest
 
 from bench import checks, common
 from bench.checks import CheckFailed, Run, check_exit, check_finite, check_lateness, check_runs, missing_runs
-from bench.common import Mode
+from bench.common import Mode, moved_figures
 
 JOBS = ["/job/0", "/job/1"]
 
@@ -135,3 +135,13 @@ def test_modes_and_smoke_runs_write_nothing(tmp_path: Path, monkeypatch: pytest.
     assert json.loads(written.read_text())["x"] == 1.0
     with pytest.raises(CheckFailed, match="finite figures"):
         common.write_result("demo", {"x": float("nan")}, Mode.SMOKE)
+
+
+def test_figures_that_moved_more_than_ten_percent_are_named_with_their_change() -> None:
+    before = {"machine": {"date": "2026-11-26"}, "levels": [{"fires_per_second": 500, "tickless": {"p99_ms": 35.0}}],
+              "sustained": {"tickless": 500, "bare": 600}}
+    after = {"machine": {"date": "2026-11-29"}, "levels": [{"fires_per_second": 500, "tickless": {"p99_ms": 20.0}}],
+             "sustained": {"tickless": 530, "bare": 600}}
+    moved = moved_figures(before, after)
+    assert [(path, was, now) for path, was, now, _ in moved] == [("levels[500].tickless.p99_ms", 35.0, 20.0)]
+    assert round(moved[0][3], 3) == -0.429  # 500 -> 530 (+6 %) and the machine's date are not called out
