@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -179,3 +182,21 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
 
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def ops_url(service: Service) -> str:
+    """``http://HOST:PORT`` of a running service's /metrics, /livez and /healthz (from its start-up log line)."""
+    service.wait_for_log("metrics and health on")
+    line = next(line for line in service.lines if "metrics and health on" in line)
+    match = re.search(r"http://([\d.]+:\d+)/metrics", line)
+    assert match, line
+    return f"http://{match.group(1)}"
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

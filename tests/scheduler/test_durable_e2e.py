@@ -6,15 +6,13 @@ import json
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.scheduler.support import ApiServer, Service, clean_env, run_cli, write_jobs
+from tests.scheduler.support import ApiServer, Service, clean_env, http_get, ops_url, run_cli, write_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +27,8 @@ def _env(api: ApiServer, **extra: str) -> dict[str, str]:
     return clean_env(API_URL=api.url, SCHEDULER_STARTUP_GRACE_SECONDS="0", **extra)
 
 
-def _metrics_url(service: Service) -> str:
-    service.wait_for_log("metrics and health on")
-    line = next(line for line in service.lines if "metrics and health on" in line)
-    match = re.search(r"http://([\d.]+:\d+)/metrics", line)
-    assert match, line
-    return f"http://{match.group(1)}"
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
@@ -142,7 +128,7 @@ def test_sighup_applies_a_valid_file_and_keeps_running_on_an_invalid_one(
     config = write_jobs(tmp_path, "jobs:\n  a: {every: 1h, http: {path: /api/a}}\n")
     service = start_service(["run", "-c", str(config)], _env(api))
     api.wait_for("/api/a", 1)
-    base = _metrics_url(service)
+    base = ops_url(service)
 
     write_jobs(tmp_path, "jobs:\n  a: {every: 1h, http: {path: /api/a}}\n  b: {every: 1h, http: {path: /api/b}}\n")
     service.proc.send_signal(signal.SIGHUP)
@@ -153,7 +139,7 @@ def test_sighup_applies_a_valid_file_and_keeps_running_on_an_invalid_one(
     write_jobs(tmp_path, "jobs:\n  a: {evry: 1h, http: {path: /api/a}}\n")
     service.proc.send_signal(signal.SIGHUP)
     service.wait_for_log("reload rejected: 2 problem(s)")
-    _, metrics = _get(base + "/metrics")
+    _, metrics = http_get(base + "/metrics")
     assert service.proc.poll() is None
     assert "unknown key (did you mean 'every'?)" in service.log
     assert _sample(metrics, "tickless_config_reloads_total", result="applied") == 1
@@ -171,13 +157,13 @@ def test_metrics_and_health_over_a_real_socket(api: ApiServer, tmp_path: Path, s
           bad: {every: 1, timeout: 1s, http: {path: /api/bad}}
     """)
     service = start_service(["run", "-c", str(config)], _env(api, SCHEDULER_STARTUP_SPREAD_SECONDS="0"))
-    base = _metrics_url(service)
+    base = ops_url(service)
     api.wait_for("/api/good", 1)
     time.sleep(0.3)
-    _, before = _get(base + "/metrics")
+    _, before = http_get(base + "/metrics")
     api.wait_for("/api/good", len(api.calls("/api/good")) + 2)
     time.sleep(0.3)
-    _, after = _get(base + "/metrics")
+    _, after = http_get(base + "/metrics")
     ok_before = _sample(before, "tickless_runs_total", job="good", outcome="ok")
     assert ok_before >= 1
     assert _sample(after, "tickless_runs_total", job="good", outcome="ok") >= ok_before + 2
@@ -189,7 +175,7 @@ def test_metrics_and_health_over_a_real_socket(api: ApiServer, tmp_path: Path, s
 
     # 'bad' never succeeds: after 2 x 1 s + 1 s timeout the service is unhealthy, naming it.
     time.sleep(max(0.0, 3.5 - (time.time() - api.calls("/api/good")[0].arrived)))
-    status, body = _get(base + "/healthz")
+    status, body = http_get(base + "/healthz")
     health = json.loads(body)
     service.terminate()
     assert status == 503
@@ -203,9 +189,9 @@ def test_metrics_and_health_over_a_real_socket(api: ApiServer, tmp_path: Path, s
 def test_healthz_is_200_when_all_jobs_succeed(api: ApiServer, tmp_path: Path, start_service: Start) -> None:
     config = write_jobs(tmp_path, "jobs:\n  good: {every: 1, http: {path: /api/good}}\n")
     service = start_service(["run", "-c", str(config)], _env(api))
-    base = _metrics_url(service)
+    base = ops_url(service)
     api.wait_for("/api/good", 2)
-    status, body = _get(base + "/healthz")
+    status, body = http_get(base + "/healthz")
     service.terminate()
     assert status == 200
     assert json.loads(body)["status"] == "ok"

@@ -6,8 +6,6 @@ import json
 import re
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +20,7 @@ from scheduler.state import postgres, sqlite
 from scheduler.state.postgres import PostgresStore
 from scheduler.state.records import ClaimStatus, RunRecord
 from scheduler.state.sqlite import SqliteStore
-from tests.scheduler.support import ApiServer, clean_env, run_cli, write_jobs
+from tests.scheduler.support import ApiServer, clean_env, http_get, run_cli, write_jobs
 from tests.scheduler.support import Service as ServiceProcess
 from tests.scheduler.test_health import NOW, FakeService, minutely
 
@@ -191,12 +189,6 @@ def test_status_before_any_state_store(scheduler_cli: Callable[..., tuple[int, s
 # --- end to end ------------------------------------------------------------------------------------------------
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 @pytest.mark.integration
@@ -221,9 +213,9 @@ def test_pause_and_resume_through_a_running_service(
     time.sleep(3)
     assert [call for call in api.calls("/api/tick") if call.arrived > honoured_by] == []
     assert len([call for call in api.calls("/api/other") if call.arrived > honoured_by]) >= 2  # the others go on
-    status, body = _get(f"{base}/healthz")
+    status, body = http_get(f"{base}/healthz")
     assert status == 200 and {job["name"]: job["paused"] for job in json.loads(body)["jobs"]} == {"tick": True, "other": False}
-    assert 'tickless_job_paused{job="tick"} 1.0' in _get(f"{base}/metrics")[1]
+    assert 'tickless_job_paused{job="tick"} 1.0' in http_get(f"{base}/metrics")[1]
     fire = run_cli(["fire", "tick", "-c", str(config)], env, tmp_path)
     assert fire.returncode == 3 and "not run: the job is paused" in fire.stderr
     listed = run_cli(["status", "-c", str(config)], env, tmp_path)
@@ -237,5 +229,5 @@ def test_pause_and_resume_through_a_running_service(
         assert time.monotonic() < deadline, "tick never fired again after resume"
         time.sleep(0.05)
     service.wait_for_log("job tick is resumed")
-    assert 'tickless_job_paused{job="tick"} 0.0' in _get(f"{base}/metrics")[1]
+    assert 'tickless_job_paused{job="tick"} 0.0' in http_get(f"{base}/metrics")[1]
     service.terminate()

@@ -9,14 +9,12 @@ import json
 import re
 import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.scheduler.support import ApiServer, Service, clean_env, run_cli, write_jobs
+from tests.scheduler.support import ApiServer, Service, clean_env, http_get, ops_url, run_cli, write_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -28,20 +26,8 @@ def _env(api: ApiServer, state: Path, **extra: str) -> dict[str, str]:
                      SCHEDULER_STARTUP_SPREAD_SECONDS="0", **extra)
 
 
-def _ops_url(service: Service) -> str:
-    service.wait_for_log("metrics and health on")
-    line = next(line for line in service.lines if "metrics and health on" in line)
-    match = re.search(r"http://([\d.]+:\d+)/metrics", line)
-    assert match, line
-    return f"http://{match.group(1)}"
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def _sample(text: str, name: str) -> float:
@@ -166,25 +152,25 @@ def test_a_store_that_stops_taking_writes_is_logged_once_counted_and_unhealthy(
     config = write_jobs(tmp_path, "jobs:\n  tick: {every: 1s, retry: {attempts: 1}, http: {path: /tick}}\n")
     state = tmp_path / "state.sqlite"
     service = start_service(["run", "-c", str(config)], _env(api, state))
-    ops = _ops_url(service)
+    ops = ops_url(service)
     api.wait_for("/tick", 2)
-    status, body = _get(f"{ops}/healthz")
+    status, body = http_get(f"{ops}/healthz")
     assert status == 200, body
-    assert _sample(_get(f"{ops}/metrics")[1], "tickless_state_store_failures_total") == 0
+    assert _sample(http_get(f"{ops}/metrics")[1], "tickless_state_store_failures_total") == 0
 
     state.unlink()  # deleted under the service
     before = len(api.calls("/tick"))
     api.wait_for("/tick", before + 4, timeout=15)  # runs go on
     time.sleep(0.5)
 
-    status, body = _get(f"{ops}/healthz")
+    status, body = http_get(f"{ops}/healthz")
     assert status == 503, body
     health = json.loads(body)
     assert health["state_store"]["location"] == str(state) and health["state_store"]["ok"] is False, health
     assert any(str(state) in problem for problem in health["problems"]), health
-    failures = _sample(_get(f"{ops}/metrics")[1], "tickless_state_store_failures_total")
+    failures = _sample(http_get(f"{ops}/metrics")[1], "tickless_state_store_failures_total")
     assert failures >= 4, f"{failures} failures counted for 4 runs or more"
-    assert _sample(_get(f"{ops}/metrics")[1], "tickless_state_store_up") == 0
+    assert _sample(http_get(f"{ops}/metrics")[1], "tickless_state_store_up") == 0
 
     logged = [line for line in service.lines if f"state store {state} failed" in line]
     assert len(logged) == 1, "\n".join(logged) or service.log
