@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from catalog.errors import CatalogError, ConfigError, EstimateFailed, ParameterError, QueryGuardError, bytes_text
 from catalog.guard import guard_query
@@ -49,12 +50,19 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     return EXIT_RUN_FAILED if summary.failed else EXIT_OK
 
 
+def write_listing_json(catalog: Catalog, out: TextIO) -> None:
+    """``catalog list --json`` into ``out``: indented at a terminal, compact otherwise (as ``_print_json``)."""
+    indent = 2 if out.isatty() else None
+    out.write(json.dumps(catalog.listing(), indent=indent))
+    out.write("\n")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     with Catalog.from_env() as catalog:
+        if args.json:
+            write_listing_json(catalog, sys.stdout)
+            return EXIT_OK
         document = catalog.listing()
-    if args.json:
-        _print_json(document)
-        return EXIT_OK
     rows = document["tables"]
     width = max([len(row["id"]) for row in rows] + [2])
     print(f"{'id':<{width}}  {'entity_type':<17}  {'rows':>12}  {'size':<10}  freshness")
