@@ -8,6 +8,7 @@ gets one generated example, because that is the filter that prunes bytes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -89,6 +90,21 @@ def advertised(examples: Iterable[Example], known_columns: Sequence[str] | None)
         return []
     known = {name.lower() for name in known_columns}
     return [example.text for example in examples if example.columns <= known]
+
+
+def advertised_in_json(examples: Iterable[Example], known_columns_json: str) -> list[str]:
+    """``advertised`` for known_columns as the cache stores them, ``json.dumps`` text.
+
+    Lower-cases the text once rather than each name: the same names, when every one is ASCII and none needed
+    a ``\\u`` escape (lower-casing an escaped character needs it decoded first).
+    """
+    if not known_columns_json.isascii() or "\\u" in known_columns_json:
+        return advertised(examples, json.loads(known_columns_json))
+    known = set(_DECODER.raw_decode(known_columns_json.lower())[0])
+    return [example.text for example in examples if example.columns <= known] if known else []
+
+
+_DECODER = json.JSONDecoder()  # raw_decode: a stored list has no surrounding whitespace for loads() to skip
 
 
 def partition_example(column: str, data_type: str | None, bounds: PartitionRange | None) -> str | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from catalog.examples import ExampleProblem, advertised, parse_example, partition_example
+from catalog.examples import ExampleProblem, advertised, advertised_in_json, parse_example, partition_example
 from catalog.models import PartitionRange
 from catalog.refresh.fetch import struct_paths
 
@@ -22,6 +24,19 @@ def test_an_example_with_a_missing_column_is_not_advertised() -> None:
     known = ["order_id", "margin_eur", "platform"]
     assert advertised([COUNTRY, DATE], known) == []
     assert advertised([COUNTRY, DATE], [*known, "event_date"]) == [DATE.text]
+
+
+@pytest.mark.parametrize("known", [
+    [], ["Country_Code", "PLATFORM", "Event_Date"], ["country_code"], ["ÉVÉNEMENT", "country_code", "platform"],
+    ["Country_Code", "événement", "platform"], ['A"B', "back\\slash", "tab\tcol", "PLATFORM", "COUNTRY_CODE"],
+    ['a"b', "\x7f", "\n"],
+    ["country_code, platform"], ["ΑΣ", "İd", "ß", "event_date"],
+])
+def test_advertised_from_stored_json_text_is_advertised(known: list[str]) -> None:
+    # The listing checks examples against known_columns as stored (json.dumps text) without decoding each name.
+    examples = [COUNTRY, DATE, parse_example("`événement` IS NOT NULL"), parse_example("`a\"b` = 1"), parse_example("`ς` = 1")]
+    assert advertised_in_json(examples, json.dumps(known)) == advertised(examples, known)
+    assert advertised_in_json([COUNTRY], json.dumps(["Country_Code", 'a"b', "platform"])) == [COUNTRY.text]
 
 
 def test_struct_paths_must_exist_as_paths() -> None:
