@@ -5,6 +5,12 @@ the file. The schema is versioned with ``PRAGMA user_version`` and migrated
 forward when the file is opened. ``[]`` and null stay distinct: lists are
 stored as JSON text and NULL means "never learned".
 
+Values are stored in the form ``catalog list --json`` prints them: lists as
+``json.dumps`` text (ASCII, default separators), times as ``iso()`` text
+(UTC, milliseconds, fixed width, so they sort as the times they name). Every
+version of the cache has written them so, and the listing copies them as they
+are (``StoredRow``) instead of decoding and encoding them again.
+
 Rows are keyed by ``cache_key(id)``: a registry id ignores case, while a
 discovered ``dataset.table`` id is a BigQuery path and keeps it, so
 ``analytics.Events`` and ``analytics.events`` are two rows.
@@ -17,9 +23,10 @@ import logging
 import sqlite3
 import threading
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from catalog.errors import CacheError
 from catalog.models import CatalogRow, EntityType, PartitionRange, TableMetadata, TrackedTable, parse_entity_type
@@ -247,18 +254,43 @@ class Cache:
         return [_row(tuple(row)) for row in self._execute(f"{_SELECT} WHERE id = ? COLLATE NOCASE ORDER BY id", (table_id,))]
 
     def rows(self) -> list[CatalogRow]:
-        # Plain tuples, not sqlite3.Row: `catalog list` decodes every row, and
-        # by-name access cost a quarter of that on 10,000 rows (bench/catalog_reads.py).
+        """Every row, decoded, by id."""
+        return [decode_row(row) for row in self.stored_rows()]
+
+    def stored_rows(self) -> list[StoredRow]:
+        """Every row as the file holds it (nothing decoded), by id: what ``catalog list`` reads."""
         with self._lock:
             try:
                 cursor = self._db.cursor()
-                cursor.row_factory = None
-                return [_row(values) for values in cursor.execute(f"{_SELECT} ORDER BY id").fetchall()]
+                cursor.row_factory = None  # plain tuples: by-name access cost a quarter of list's time on 10,000 rows
+                return list(map(StoredRow._make, cursor.execute(f"{_SELECT} ORDER BY id").fetchall()))
             except sqlite3.DatabaseError as exc:
                 raise CacheError(str(self.path), f"{exc}") from None
 
 
-# The columns _row() reads, in the order it unpacks them.
+class StoredRow(NamedTuple):
+    """One cached row as stored: lists as ``json.dumps`` text, times as ``iso()`` text, the type as BigQuery spelled it."""
+
+    id: str
+    project: str
+    dataset: str
+    table: str
+    entity_type: str | None
+    rows: int | None
+    size_bytes: int | None
+    partition_by: str | None
+    partition_type: str | None
+    partition_range: str | None  # "[start, end, interval]"
+    clustered_by: str | None
+    known_columns: str | None
+    refreshed_at: str | None
+    error_at: str | None
+    error_msg: str | None
+    shard_count: int | None
+    newest_shard: str | None
+
+
+# The columns of StoredRow, in its order.
 _SELECT = (
     "SELECT id, project, dataset, table_name, entity_type, rows, size_bytes, partition_by, partition_type,"
     " partition_range, clustered_by, known_columns, refreshed_at, error_at, error_msg, shard_count, newest_shard FROM tables"
@@ -266,14 +298,25 @@ _SELECT = (
 
 
 def _row(values: tuple[Any, ...]) -> CatalogRow:
+    return decode_row(StoredRow._make(values))
+
+
+def decode_row(stored: StoredRow) -> CatalogRow:
+    """A stored row -> CatalogRow: the type parsed, lists and times decoded."""
     (table_id, project, dataset, table, entity, rows, size_bytes, partition_by, partition_type,
-     bounds, clustered_by, known_columns, refreshed_at, error_at, error_msg, shard_count, newest_shard) = values
+     bounds, clustered_by, known_columns, refreshed_at, error_at, error_msg, shard_count, newest_shard) = stored
     return CatalogRow(
         id=table_id, project=project, dataset=dataset, table=table,
         entity_type=parse_entity_type(entity) if entity else None,
         rows=rows, size_bytes=size_bytes, partition_by=partition_by, partition_type=partition_type,
-        partition_range=PartitionRange(*json.loads(bounds)) if bounds else None,
+        partition_range=parse_partition_range(bounds),
         clustered_by=_json_list(clustered_by), known_columns=_json_list(known_columns),
         refreshed_at=parse_iso(refreshed_at), error_at=parse_iso(error_at), error_msg=error_msg,
         shard_count=shard_count, newest_shard=newest_shard,
     )
+
+
+@lru_cache(maxsize=256)
+def parse_partition_range(text: str | None) -> PartitionRange | None:
+    """The stored ``[start, end, interval]`` of integer-range partitioning; None when there is none."""
+    return PartitionRange(*json.loads(text)) if text else None

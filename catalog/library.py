@@ -1,7 +1,7 @@
 """The catalog as a library object: ``Catalog`` holds settings, registry, cache and BigQuery client.
 
 Everything the catalog does starts from one: reading the cache (``rows``,
-``row``, ``status`` here), refreshing it (``catalog.refresh.refresh_catalog``)
+``listing_json``, ``row``, ``status`` here), refreshing it (``catalog.refresh.refresh_catalog``)
 and guarding a query (``catalog.guard.guard_query``), both of which take a
 ``Catalog``. The CLI is a thin shell over them, and the function entry points
 (``catalog.refresh.refresh_all``, ``catalog.guard.check_query``) build one
@@ -18,17 +18,19 @@ what the catalog opened itself, ``close()`` closes.
 from __future__ import annotations
 
 import gc
+import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from itertools import chain
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from catalog.cache import Cache, cache_key
+from catalog.cache import Cache, cache_key, decode_row
 from catalog.models import CatalogRow, TrackedTable
 from catalog.registry import Registry, load_registry
-from catalog.rows import status_json, table_json
+from catalog.rows import ListingText, status_json, table_json
 from catalog.settings import DEFAULT_MAX_SCAN_BYTES, CatalogSettings, load_settings
 from catalog.tracked import TrackedTables
 from tickless.clock import Clock, iso, utc_now
@@ -128,9 +130,31 @@ class Catalog:
             return [table_json(self.registry, table, row, now, threshold) for table, row in self._tables_and_rows()]
 
     def listing(self) -> dict[str, Any]:
-        """``catalog list --json``: ``{"server_time", "tables"}``."""
+        """``catalog list --json``'s document, ``{"server_time", "tables"}`` (``listing_json`` writes it as text)."""
         tables = self.rows()
         return {"server_time": iso(self.clock()), "tables": tables}
+
+    def listing_json(self, batch: int = 1000) -> Iterator[str]:
+        """``catalog list --json`` as compact JSON text, in pieces of ``batch`` rows: ``json.dumps(self.listing())``, byte for byte.
+
+        Written from the stored rows (``ListingText``), from one read of the cache, without building the rows
+        as dicts: 10,000 rows in under a third of the time (bench/catalog_reads.py).
+        """
+        now = self.clock()
+        cached = self.cache.stored_rows()
+        by_key = {cache_key(row.id): row for row in cached}
+        text = ListingText(self.registry, now, self.settings.fresh_threshold_seconds)
+        # The tables TrackedTables.all() lists, in its order: the registry's, then the discovered ones.
+        explicit = [text.explicit(table, by_key.get(cache_key(table.id))) for table in self.registry.tables]
+        discovered = TrackedTables(self.registry).listed_discovered(cached)
+        batches = (text.discovered(discovered[start:start + batch]) for start in range(0, len(discovered), batch))
+        yield f'{{"server_time": {json.dumps(iso(now))}, "tables": ['
+        separator = ""
+        for rows in chain([explicit], batches):
+            if rows:
+                yield separator + ", ".join(rows)
+                separator = ", "
+        yield "]}"
 
     def row(self, table_id: str, now: datetime | None = None) -> dict[str, Any]:
         """The ``catalog show`` row of one tracked table; UnknownTableError (with a did-you-mean) for an unknown id."""
@@ -151,9 +175,10 @@ class Catalog:
 
     def _tables_and_rows(self) -> list[tuple[TrackedTable, CatalogRow | None]]:
         """Every tracked table with its cache row, from one read of the cache (not one query per table)."""
-        cached = self.cache.rows()
+        cached = self.cache.stored_rows()
         by_key = {cache_key(row.id): row for row in cached}
-        return [(table, by_key.get(cache_key(table.id))) for table in TrackedTables(self.registry).all(cached)]
+        found = [(table, by_key.get(cache_key(table.id))) for table in TrackedTables(self.registry).all(cached)]
+        return [(table, None if row is None else decode_row(row)) for table, row in found]
 
     # -- lifetime --------------------------------------------------------------------------------
 
@@ -177,7 +202,7 @@ class Catalog:
 def _collector_paused() -> Iterator[None]:
     # Building 10,000 rows allocates a few hundred thousand objects that all
     # live until the caller uses them; pausing the cyclic collector spares
-    # it repeated full scans of them (measured: about a third of list's time).
+    # it repeated full scans of them (measured: about a third of building them).
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -49,7 +49,12 @@ class Registry:
     allow_external_query: bool = False  # EXTERNAL_QUERY is refused unless the operator allows it
 
     def examples_for(self, table: TrackedTable) -> tuple[Example, ...]:
-        return self.examples + tuple(self.table_examples.get(table.id, ()))
+        return self.examples_for_id(table.id)
+
+    def examples_for_id(self, table_id: str) -> tuple[Example, ...]:
+        """The global where_examples, then those of the table with this id (a discovered table has none of its own)."""
+        own = self.table_examples.get(table_id)
+        return self.examples + own if own else self.examples
 
     @property
     def data_projects(self) -> set[str]:

@@ -11,10 +11,12 @@ table paths, a refresh matching what BigQuery listed) goes through
 
 from __future__ import annotations
 
-from catalog.cache import Cache
+from collections.abc import Sequence
+
+from catalog.cache import Cache, StoredRow
 from catalog.errors import UnknownTableError
 from catalog.identifiers import family_problem, table_problem
-from catalog.models import CatalogRow, TrackedTable, discovered_table
+from catalog.models import TrackedTable, discovered_table
 from catalog.registry import Registry
 from tickless.config.problems import closest
 
@@ -36,25 +38,33 @@ class TrackedTables:
         wanted = table_id.lower()
         return next((table for table in self.registry.tables if table.id.lower() == wanted), None)
 
-    def discovered(self, cached: list[CatalogRow] | None = None, *, project: str | None = None,
+    def discovered(self, cached: Sequence[StoredRow] | None = None, *, project: str | None = None,
                    dataset: str | None = None) -> list[TrackedTable]:
         """Cached tables of the datasets tracked whole (of one dataset, when given), by id.
 
-        ``cached`` is ``cache.rows()`` when the caller has already read them.
+        ``cached`` is ``cache.stored_rows()`` when the caller has already read them.
         """
-        if cached is None:
-            cached = self.cache.rows() if self.cache is not None else []
-        whole = set(self.registry.datasets) if project is None else {(project, dataset)} & set(self.registry.datasets)
-        return [
-            discovered_table(row.project, row.dataset, row.table) for row in cached
-            if (row.project, row.dataset) in whole and row.id == f"{row.dataset}.{row.table}"
-        ]
+        whole = {pair for pair in self.registry.datasets if project is None or pair == (project, dataset)}
+        return [discovered_table(row.project, row.dataset, row.table) for row in self._discovered_rows(cached, whole)]
 
-    def all(self, cached: list[CatalogRow] | None = None) -> list[TrackedTable]:
-        """Explicit tables in registry order, then the discovered ones the registry does not also name, by id."""
+    def listed_discovered(self, cached: Sequence[StoredRow] | None = None) -> list[StoredRow]:
+        """The cached rows of the discovered tables ``all`` lists: those the registry does not also name, by id."""
         explicit = {(table.project, table.dataset, table.table) for table in self.registry.tables}
-        found = [table for table in self.discovered(cached) if (table.project, table.dataset, table.table) not in explicit]
+        return [row for row in self._discovered_rows(cached, set(self.registry.datasets))
+                if (row.project, row.dataset, row.table) not in explicit]
+
+    def all(self, cached: Sequence[StoredRow] | None = None) -> list[TrackedTable]:
+        """Explicit tables in registry order, then the discovered ones the registry does not also name, by id."""
+        found = [discovered_table(row.project, row.dataset, row.table) for row in self.listed_discovered(cached)]
         return list(self.registry.tables) + found
+
+    def _discovered_rows(self, cached: Sequence[StoredRow] | None, whole: set[tuple[str, str]]) -> list[StoredRow]:
+        if not whole:
+            return []
+        if cached is None:
+            cached = self.cache.stored_rows() if self.cache is not None else []
+        # A discovered table's id is its "dataset.table" (discovered_table); any other row is a registry id's.
+        return [row for row in cached if (row.project, row.dataset) in whole and row.id == f"{row.dataset}.{row.table}"]
 
     def find(self, table_id: str) -> TrackedTable:
         """Any tracked table by id: exactly as written, else ignoring case; UnknownTableError (with a did-you-mean) otherwise.

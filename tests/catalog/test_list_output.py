@@ -228,3 +228,35 @@ def test_the_command_prints_the_listing(catalog: Catalog, monkeypatch: pytest.Mo
     with Catalog(catalog.settings, catalog.registry, clock=lambda: datetime.fromisoformat(
             document["server_time"].replace("Z", "+00:00"))) as same_time:
         assert out == json.dumps(same_time.listing()) + "\n"
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 1000])
+def test_the_pieces_join_into_the_same_text_whatever_their_size(catalog: Catalog, batch: int) -> None:
+    with catalog:
+        assert "".join(catalog.listing_json(batch)) == json.dumps(catalog.listing())
+
+
+@pytest.mark.parametrize("registry_text", [
+    "bigquery: {project: data-proj}\ndatasets: [wh]\n",  # only discovered tables
+    "bigquery: {project: data-proj}\ntables:\n  cold: {dataset: shop, table: cold}\n",  # only the registry's
+    "bigquery: {project: data-proj}\ndatasets: [empty]\n",  # nothing at all
+])
+def test_a_listing_of_one_kind_of_table_or_none(tmp_path: Path, settings: CatalogSettings, registry_text: str) -> None:
+    write_registry(tmp_path, registry_text)
+    with Cache(settings.db_path) as cache:
+        fill(cache, NOW)
+    with Catalog(settings, load_registry(settings.config_path, {}), clock=lambda: NOW) as listed:
+        expected = json.dumps(listed.listing())
+        assert "".join(listed.listing_json(2)) == expected
+    assert json.loads(expected)["tables"] or registry_text.endswith("[empty]\n")
+
+
+def test_a_threshold_reaching_before_year_one_keeps_every_row_fresh(tmp_path: Path, settings: CatalogSettings) -> None:
+    write_registry(tmp_path, REGISTRY)
+    with Cache(settings.db_path) as cache:
+        fill(cache, NOW)
+    long_ago = CatalogSettings(settings.config_path, settings.db_path, 4, 10**11, None)  # refreshed within 6,000 years
+    with Catalog(long_ago, load_registry(settings.config_path, {}), clock=lambda: NOW) as listed:
+        text = "".join(listed.listing_json())
+        assert text == json.dumps(listed.listing())
+    assert {row["metadata_freshness"] for row in json.loads(text)["tables"]} == {"fresh", "never_fetched", "error"}
