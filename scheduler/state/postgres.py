@@ -20,9 +20,10 @@ advisory lock, so replicas starting together migrate once.
 from __future__ import annotations
 
 import logging
+import select
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -99,8 +100,10 @@ CREATE TABLE IF NOT EXISTS tickless_paused (job TEXT PRIMARY KEY, paused_at TIME
 # The claim of a run as one server-side function: one round trip on the run's path instead of
 # one per statement (paused check, claim, per-job advisory lock, in-flight check, previous
 # result, in-flight row, last_nominal) plus BEGIN and COMMIT. The same steps in the same
-# order as they were in Python, in the one transaction the statement runs in. Created (or
-# replaced) under the migration lock at every start, so an upgrade brings its own version.
+# order as they were in Python, in the one transaction the statement runs in. Asked twice with
+# the same arguments it answers the same (a replica asks again when the first answer was lost
+# with its connection). Created (or replaced) under the migration lock at every start, so an
+# upgrade brings its own version.
 _BEGIN_RUN_FUNCTION = """
 CREATE OR REPLACE FUNCTION tickless_begin_run(
     p_job TEXT, p_slot TIMESTAMPTZ, p_replica TEXT, p_now TIMESTAMPTZ, p_lease INTERVAL, p_retry BOOLEAN, p_force BOOLEAN
@@ -128,6 +131,26 @@ BEGIN
     INSERT INTO tickless_claims (job, scheduled_for, retry, claimed_by, claimed_at)
         VALUES (p_job, p_slot, p_retry, p_replica, p_now) ON CONFLICT DO NOTHING;
     IF NOT FOUND THEN
+        -- The same call again (same replica, same now): its first answer was lost with its connection
+        -- after the claim committed. Answer what was decided then, so that asking twice claims once.
+        PERFORM FROM tickless_claims WHERE job = p_job AND scheduled_for = p_slot AND retry = p_retry
+            AND claimed_by = p_replica AND claimed_at = p_now;
+        IF FOUND THEN
+            SELECT id, outcome INTO v_id, v_outcome FROM tickless_runs
+                WHERE job = p_job AND scheduled_for = p_slot AND retry = p_retry AND replica = p_replica ORDER BY id DESC LIMIT 1;
+            IF v_outcome = 'running' THEN
+                SELECT outcome, scheduled_for INTO v_outcome, v_at1 FROM tickless_runs
+                    WHERE job = p_job AND outcome IN ('ok', 'failed') AND id < v_id ORDER BY id DESC LIMIT 1;
+                RETURN QUERY SELECT 'won'::TEXT, v_id, v_at1, NULL::TIMESTAMPTZ, v_outcome, NULL::BOOLEAN;
+                RETURN;
+            END IF;
+            IF v_outcome = 'skipped_in_flight' THEN
+                SELECT scheduled_for, started_at, replica, retry INTO v_at1, v_at2, v_who, v_retry FROM tickless_runs
+                    WHERE job = p_job AND outcome = 'running' AND lease_until > clock_timestamp() ORDER BY id DESC LIMIT 1;
+                RETURN QUERY SELECT 'in_flight'::TEXT, NULL::BIGINT, v_at1, v_at2, v_who, v_retry;
+                RETURN;
+            END IF;
+        END IF;
         RETURN QUERY SELECT 'taken'::TEXT, NULL::BIGINT, NULL::TIMESTAMPTZ, NULL::TIMESTAMPTZ, NULL::TEXT, NULL::BOOLEAN;
         RETURN;
     END IF;
@@ -151,10 +174,26 @@ BEGIN
 END
 $fn$
 """
+_CLAIM = "SELECT * FROM tickless_begin_run(%s, %s, %s, %s, %s, %s, %s)"
+_WARM_UP_JOB = " warm-up"  # no job is named so (jobs.yaml refuses spaces); its claim is rolled back
+_ENDED = (RunOutcome.OK, RunOutcome.FAILED, RunOutcome.ABANDONED_AT_SHUTDOWN)  # an added row of these moves its job's standing
 _RUN_COLUMNS = (
     "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
 )
 _INTERRUPTED = "the process running it stopped (crash, kill -9, lost host); its lease expired"
+
+
+def _hung_up(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server closed this idle connection: it has something to read (the server's
+    goodbye, or the end of the stream) only then. A poll, no round trip."""
+    if conn.closed:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, psycopg.Error):
+        return True
 
 
 def redacted(url: str) -> str:
@@ -181,21 +220,29 @@ class PostgresStore:
         self.history_per_job = history_per_job
         self.readonly = False
         self.failures = FailureStreak(self.location)
-        password = conninfo_to_dict(url).get("password")
-        self._secret = str(password) if password else None
         try:
-            conninfo = make_conninfo(url, connect_timeout=max(1, int(connect_timeout)), application_name="tickless")
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            params = {}
+        self._secret = str(params["password"]) if params.get("password") else None
+        try:
+            # The URL may name the connections itself (?application_name=...); pg_stat_activity shows "tickless" otherwise.
+            named = {} if params.get("application_name") else {"application_name": "tickless"}
+            conninfo = make_conninfo(url, connect_timeout=max(1, int(connect_timeout)), **named)
             # One connection first, outside the pool: an unreachable server is reported at once and
             # with its reason, where the pool would retry for connect_timeout and say only that it timed out.
-            psycopg.connect(conninfo).close()
+            # It migrates, so that the pool's connections find the claim function to warm up.
+            with psycopg.connect(conninfo, autocommit=True) as first:
+                self._migrate(first)
             self._pool = psycopg_pool.ConnectionPool(
                 # Opened full: a pool growing one connection at a time made the first
-                # rounds of many jobs due together late enough to skip slots.
+                # rounds of many jobs due together late enough to skip slots. No check on
+                # checkout (a round trip on every claim): _connection() sees a connection the
+                # server closed without one, and the pool replaces one that breaks in use.
                 conninfo, min_size=pool_size, max_size=pool_size, open=False, timeout=connect_timeout,
-                check=psycopg_pool.ConnectionPool.check_connection, name="tickless-state",
+                kwargs={"autocommit": True}, configure=self._warm_up, name="tickless-state",
             )
             self._pool.open(wait=True, timeout=connect_timeout)
-            self._migrate()
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self._close_quietly()
             raise StateError(self.location, self._clean(exc), variable="SCHEDULER_STATE_URL",
@@ -210,8 +257,8 @@ class PostgresStore:
         if pool is not None:
             pool.close(timeout=1)
 
-    def _migrate(self) -> None:
-        with self._pool.connection() as conn, conn.transaction():
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             conn.execute("CREATE TABLE IF NOT EXISTS tickless_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = conn.execute("SELECT value FROM tickless_meta WHERE key = 'schema_version'").fetchone()
@@ -230,11 +277,41 @@ class PostgresStore:
                 (str(SCHEMA_VERSION),),
             )
 
+    def _warm_up(self, conn: psycopg.Connection[Any]) -> None:
+        """Claim a slot of no job on each new connection, rolled back. PL/pgSQL compiles the claim
+        function and plans its statements once per connection: about 3 ms, against 0.2 ms for each
+        claim after that, and a run's start should not pay for it."""
+        pid = conn.info.backend_pid  # a slot and lock of its own: warm-ups never wait for each other
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(_CLAIM, (f"{_WARM_UP_JOB} {pid}", datetime.fromtimestamp(pid, UTC), "warm-up",
+                                      datetime.now(UTC), timedelta(seconds=1), False, False))
+        except psycopg.Error as exc:
+            if conn.broken:
+                raise  # the pool tries another connection
+            logger.warning("state store %s: warming up a new connection failed (%s); its first claim will be slower",
+                           self.location, self._clean(exc))
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool, in autocommit. One the server closed while it sat in the pool
+        (a restart, pg_terminate_backend, idle_session_timeout) is replaced before it is used, seen
+        without a round trip; one that breaks in use is replaced by the pool when it comes back."""
+        conn = self._pool.getconn()
+        while _hung_up(conn):
+            conn.close()
+            self._pool.putconn(conn)  # discarded: the pool opens another in the background
+            conn = self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            self._pool.putconn(conn)
+
     @contextmanager
     def _transaction(self, what: str) -> Iterator[psycopg.Connection[Any]]:
         """One transaction; any failure is counted and raised as StoreUnavailable."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 yield conn
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             self.failures.failed(what, self._clean(exc))
@@ -287,16 +364,7 @@ class PostgresStore:
     ) -> Claim:
         what = f"the claim of a run of {job}"
         try:
-            with self._pool.connection() as conn:
-                # One statement in autocommit: its own transaction, one round trip (prepared after a few uses).
-                conn.autocommit = True
-                try:
-                    row = conn.execute(
-                        "SELECT * FROM tickless_begin_run(%s, %s, %s, %s, %s, %s, %s)",
-                        (job, scheduled_for, replica, now, timedelta(seconds=lease_seconds), retry, force),
-                    ).fetchone()
-                finally:
-                    conn.autocommit = False
+            row = self._claim(job, (job, scheduled_for, replica, now, timedelta(seconds=lease_seconds), retry, force))
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             self.failures.failed(what, self._clean(exc))
             raise StoreUnavailable(self.location, self._clean(exc)) from None
@@ -306,10 +374,26 @@ class PostgresStore:
         if status == "paused":
             return Claim(ClaimStatus.PAUSED, paused=PausedJob(job, at1, who))
         if status == "in_flight":
-            return Claim(ClaimStatus.IN_FLIGHT, holder=InFlightRun(job, at1, at2, who, was_retry))
+            return Claim(ClaimStatus.IN_FLIGHT, holder=InFlightRun(job, at1, at2, who, was_retry) if at1 is not None else None)
         if status == "taken":
             return Claim(ClaimStatus.TAKEN)
         return Claim(ClaimStatus.WON, run_id=int(run_id), previous=LastResult(who, at1) if who is not None else None)
+
+    def _claim(self, job: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
+        """The claim: one statement in autocommit (its own transaction, one round trip), prepared on
+        each connection at its first claim. When the connection breaks under it the answer is lost,
+        maybe after the claim committed: it is asked again once, on another connection, and the
+        function answers a repeated call as it answered the first."""
+        for attempt in (1, 2):
+            with self._connection() as conn:
+                try:
+                    return conn.execute(_CLAIM, args, prepare=True).fetchone()
+                except psycopg.OperationalError as exc:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    logger.info("state store %s: the connection broke during the claim of a run of %s (%s); asking again",
+                                self.location, job, self._clean(exc))
+        raise AssertionError("unreachable")
 
     def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
         with self._transaction(f"a skipped run of {job}") as conn:
@@ -346,21 +430,55 @@ class PostgresStore:
             )
 
     def finish_runs(self, finished: Sequence[tuple[RowId, RunRecord]]) -> None:
-        with self._transaction(f"{len(finished)} run record(s)") as conn:
-            for row, record in finished:
-                run_id = row_id(row)  # claims here are atomic statements: a row is always written before its run
-                if run_id is None:
-                    self._insert(conn, record)
+        """Complete in-flight rows, add the others, move each job's standing and prune: five
+        statements per batch however many runs it holds (the batch's runs end together, while
+        later runs of the same instant are still being claimed on the same pool and cores)."""
+        completed: dict[int, RunRecord] = {}
+        added: list[RunRecord] = []
+        standing: dict[str, tuple[str, datetime | None, datetime | None]] = {}  # job -> last outcome, success, slot added
+        for row, record in finished:
+            run_id = row_id(row)  # claims here are atomic statements: a row is always written before its run
+            if run_id is None:
+                added.append(record)
+                if record.outcome not in _ENDED:
                     continue
-                conn.execute(
-                    "UPDATE tickless_runs SET outcome = %s, finished_at = %s, status = %s, error_type = %s, attempts = %s,"
-                    " duration_s = %s, error = %s, lease_until = NULL WHERE id = %s",
-                    (record.outcome, record.finished_at, record.status, record.error_type, record.attempts,
-                     record.duration_s, record.error, run_id),
+            else:
+                completed[run_id] = record
+            _, success, slot = standing.get(record.job, (None, None, None))
+            if record.outcome == RunOutcome.OK and record.finished_at is not None:
+                success = record.finished_at
+            if run_id is None:
+                slot = max(slot or record.scheduled_for, record.scheduled_for)
+            standing[record.job] = (record.outcome, success, slot)  # in batch order: the last one stands
+        with self._transaction(f"{len(finished)} run record(s)") as conn:
+            if added:
+                conn.cursor().executemany(
+                    f"INSERT INTO tickless_runs ({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
+                    [(run.job, run.scheduled_for, str(run.outcome), run.started_at, run.finished_at, run.status, run.error_type,
+                      run.attempts, run.duration_s, run.error, run.retry, run.replica) for run in added],
                 )
-                self._update_job(conn, record)
-            for job in {record.job for _, record in finished}:
-                self._prune(conn, job)
+            if completed:
+                records = list(completed.values())
+                conn.execute(
+                    "UPDATE tickless_runs r SET outcome = f.outcome, finished_at = f.finished_at, status = f.status,"
+                    " error_type = f.error_type, attempts = f.attempts, duration_s = f.duration_s, error = f.error, lease_until = NULL"
+                    " FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::integer[], %s::text[], %s::integer[],"
+                    " %s::double precision[], %s::text[]) AS f(id, outcome, finished_at, status, error_type, attempts, duration_s, error)"
+                    " WHERE r.id = f.id",
+                    (list(completed), [str(r.outcome) for r in records], [r.finished_at for r in records],
+                     [r.status for r in records], [r.error_type for r in records], [r.attempts for r in records],
+                     [r.duration_s for r in records], [r.error for r in records]),
+                )
+            if standing:
+                conn.execute(
+                    "UPDATE tickless_jobs j SET last_outcome = s.outcome, last_success_at = COALESCE(s.success, j.last_success_at),"
+                    " last_nominal = GREATEST(j.last_nominal, s.slot)"
+                    " FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS s(job, outcome, success, slot)"
+                    " WHERE j.name = s.job",
+                    (list(standing), [str(value[0]) for value in standing.values()], [value[1] for value in standing.values()],
+                     [value[2] for value in standing.values()]),
+                )
+            self._prune(conn, sorted({record.job for _, record in finished}))
 
     def record_many(self, runs: Sequence[RunRecord]) -> None:
         self.finish_runs([(None, run) for run in runs])
@@ -385,30 +503,19 @@ class PostgresStore:
             (run.job, run.scheduled_for, run.outcome, run.started_at, run.finished_at, run.status, run.error_type,
              run.attempts, run.duration_s, run.error, run.retry, run.replica),
         )
-        if run.outcome in (RunOutcome.OK, RunOutcome.FAILED, RunOutcome.ABANDONED_AT_SHUTDOWN):
-            conn.execute(
-                "UPDATE tickless_jobs SET last_nominal = GREATEST(last_nominal, %s) WHERE name = %s", (run.scheduled_for, run.job),
-            )
-            self._update_job(conn, run)
 
-    @staticmethod
-    def _update_job(conn: psycopg.Connection[Any], run: RunRecord) -> None:
-        success = run.finished_at if run.outcome == RunOutcome.OK else None
+    def _prune(self, conn: psycopg.Connection[Any], jobs: list[str]) -> None:
+        """Keep each job's newest finished runs (and every run in flight) and the claims a catch-up could need."""
         conn.execute(
-            "UPDATE tickless_jobs SET last_outcome = %s, last_success_at = COALESCE(%s, last_success_at) WHERE name = %s",
-            (run.outcome, success, run.job),
-        )
-
-    def _prune(self, conn: psycopg.Connection[Any], job: str) -> None:
-        conn.execute(
-            "DELETE FROM tickless_runs WHERE job = %s AND outcome <> 'running' AND id <= "
-            "(SELECT id FROM tickless_runs WHERE job = %s AND outcome <> 'running' ORDER BY id DESC LIMIT 1 OFFSET %s)",
-            (job, job, self.history_per_job),
+            "DELETE FROM tickless_runs WHERE id IN (SELECT old.id FROM unnest(%s::text[]) AS j(job) CROSS JOIN LATERAL"
+            " (SELECT id FROM tickless_runs WHERE job = j.job AND outcome <> 'running' ORDER BY id DESC OFFSET %s) AS old)",
+            (jobs, self.history_per_job),
         )
         conn.execute(
-            "DELETE FROM tickless_claims WHERE job = %s AND scheduled_for < "
-            "(SELECT scheduled_for FROM tickless_claims WHERE job = %s ORDER BY scheduled_for DESC LIMIT 1 OFFSET %s)",
-            (job, job, claims_kept(self.history_per_job)),
+            "DELETE FROM tickless_claims c USING unnest(%s::text[]) AS j(job) CROSS JOIN LATERAL"
+            " (SELECT scheduled_for FROM tickless_claims WHERE job = j.job ORDER BY scheduled_for DESC LIMIT 1 OFFSET %s) AS k"
+            " WHERE c.job = j.job AND c.scheduled_for < k.scheduled_for",
+            (jobs, claims_kept(self.history_per_job)),
         )
 
     def history(self, job: str | None = None, limit: int = 20) -> list[RunRecord]:
