@@ -12,6 +12,11 @@ lock, so two replicas never start two runs of one job. Leases are compared
 with the database's clock, so replicas on hosts whose clocks disagree still
 agree on when a lease expired.
 
+The claim is one server-side function call: one round trip on the run's
+path. Claims asked while one is out (many jobs due at the same instant) go
+together in the next call: a few round trips, commits and one connection
+for a hundred claims, however large the pool.
+
 Tables are prefixed ``tickless_`` (the database may be the application's).
 The schema is versioned in ``tickless_meta`` and migrated at start under an
 advisory lock, so replicas starting together migrate once.
@@ -21,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -174,13 +180,108 @@ BEGIN
 END
 $fn$
 """
-_CLAIM = "SELECT * FROM tickless_begin_run(%s, %s, %s, %s, %s, %s, %s)"
+# Claims asked together (many jobs due at one instant), in one statement and one transaction:
+# one round trip and one commit for all of them. Job after job in name order, the order in which
+# every transaction that locks several jobs takes their locks (finish_runs, expire_in_flight), so
+# that replicas claiming the same instant wait for each other and never deadlock.
+_BEGIN_RUNS_FUNCTION = """
+CREATE OR REPLACE FUNCTION tickless_begin_runs(
+    p_jobs TEXT[], p_slots TIMESTAMPTZ[], p_replicas TEXT[], p_nows TIMESTAMPTZ[], p_leases INTERVAL[], p_retries BOOLEAN[],
+    p_forces BOOLEAN[]
+) RETURNS TABLE (i INTEGER, status TEXT, run_id BIGINT, at1 TIMESTAMPTZ, at2 TIMESTAMPTZ, who TEXT, was_retry BOOLEAN)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    k INTEGER;
+BEGIN
+    FOR k IN SELECT o.n FROM unnest(p_jobs) WITH ORDINALITY AS o(job, n) ORDER BY o.job COLLATE "C", o.n LOOP
+        RETURN QUERY SELECT k, c.* FROM tickless_begin_run(
+            p_jobs[k], p_slots[k], p_replicas[k], p_nows[k], p_leases[k], p_retries[k], p_forces[k]) AS c;
+    END LOOP;
+END
+$fn$
+"""
+_CLAIM = "SELECT 1, * FROM tickless_begin_run(%s, %s, %s, %s, %s, %s, %s)"  # a lone claim: no arrays to build and unnest
+_CLAIMS = (
+    "SELECT * FROM tickless_begin_runs(%s::text[], %s::timestamptz[], %s::text[], %s::timestamptz[], %s::interval[],"
+    " %s::boolean[], %s::boolean[])"
+)
+Asked = tuple[str, datetime, str, datetime, timedelta, bool, bool]  # one claim: job, slot, replica, now, lease, retry, force
+Answer = tuple[Any, ...]  # status, run_id, at1, at2, who, was_retry
+_STORE_ERRORS = (psycopg.Error, psycopg_pool.PoolTimeout, OSError)  # the store failed, not this code
 _WARM_UP_JOB = " warm-up"  # no job is named so (jobs.yaml refuses spaces); its claim is rolled back
 _ENDED = (RunOutcome.OK, RunOutcome.FAILED, RunOutcome.ABANDONED_AT_SHUTDOWN)  # an added row of these moves its job's standing
 _RUN_COLUMNS = (
     "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
 )
 _INTERRUPTED = "the process running it stopped (crash, kill -9, lost host); its lease expired"
+
+
+class _Refused(Exception):
+    """The server answered the claims' statement with an error (its transaction rolled back)."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Ask:
+    """One claim waiting for its round: what is asked, then its answer or its error."""
+
+    __slots__ = ("answer", "asked", "error", "leads", "ready")
+
+    def __init__(self, asked: Asked) -> None:
+        self.asked = asked
+        self.answer: Answer | None = None
+        self.error: Exception | None = None
+        self.leads = False  # this claim's thread sends the next round
+        self.ready = threading.Event()
+
+
+class _ClaimRounds:
+    """Claims asked while a round is out go together in the next one.
+
+    Jobs due at one instant ask for their claims at nearly the same time, each from its own
+    thread. One round trip at a time carries every claim waiting: the first thread to ask
+    sends its claim at once (a lone claim waits for nothing), those asking meanwhile wait and
+    go in the next round, sent by the first of them. A hundred claims cost a few round trips,
+    a few commits and one connection, where one round trip each made them queue for the pool
+    and wake a hundred threads twice.
+    """
+
+    def __init__(self, send: Callable[[list[_Ask]], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._waiting: list[_Ask] = []
+        self._busy = False
+
+    def ask(self, asked: Asked) -> _Ask:
+        mine = _Ask(asked)
+        with self._lock:
+            if self._busy:
+                self._waiting.append(mine)
+            else:
+                self._busy = mine.leads = True
+        if not mine.leads:
+            mine.ready.wait()
+            if not mine.leads:
+                return mine  # answered in another thread's round
+        with self._lock:
+            asks = [mine, *self._waiting]
+            self._waiting.clear()
+        try:
+            self._send(asks)
+        finally:
+            with self._lock:
+                successor = self._waiting.pop(0) if self._waiting else None
+                if successor is None:
+                    self._busy = False
+                else:
+                    successor.leads = True
+            if successor is not None:
+                successor.ready.set()  # the next round first: the answered threads can wait a moment
+            for ask in asks[1:]:
+                ask.ready.set()
+        return mine
 
 
 def _hung_up(conn: psycopg.Connection[Any]) -> bool:
@@ -243,6 +344,7 @@ class PostgresStore:
                 kwargs={"autocommit": True}, configure=self._warm_up, name="tickless-state",
             )
             self._pool.open(wait=True, timeout=connect_timeout)
+            self._rounds = _ClaimRounds(self._claim_round)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self._close_quietly()
             raise StateError(self.location, self._clean(exc), variable="SCHEDULER_STATE_URL",
@@ -271,6 +373,7 @@ class PostgresStore:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(_BEGIN_RUN_FUNCTION)
+            conn.execute(_BEGIN_RUNS_FUNCTION)
             conn.execute(
                 "INSERT INTO tickless_meta (key, value) VALUES ('schema_version', %s) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -279,13 +382,14 @@ class PostgresStore:
 
     def _warm_up(self, conn: psycopg.Connection[Any]) -> None:
         """Claim a slot of no job on each new connection, rolled back. PL/pgSQL compiles the claim
-        function and plans its statements once per connection: about 3 ms, against 0.2 ms for each
-        claim after that, and a run's start should not pay for it."""
+        functions and plans their statements once per connection: about 3 ms, against 0.2 ms for
+        each claim after that, and a run's start should not pay for it."""
         pid = conn.info.backend_pid  # a slot and lock of its own: warm-ups never wait for each other
+        asked: Asked = (f"{_WARM_UP_JOB} {pid}", datetime.fromtimestamp(pid, UTC), "warm-up", datetime.now(UTC),
+                        timedelta(seconds=1), False, False)
         try:
             with conn.transaction(force_rollback=True):
-                conn.execute(_CLAIM, (f"{_WARM_UP_JOB} {pid}", datetime.fromtimestamp(pid, UTC), "warm-up",
-                                      datetime.now(UTC), timedelta(seconds=1), False, False))
+                conn.execute(_CLAIMS, [[value] for value in asked])
         except psycopg.Error as exc:
             if conn.broken:
                 raise  # the pool tries another connection
@@ -363,14 +467,15 @@ class PostgresStore:
         retry: bool = False, force: bool = False,
     ) -> Claim:
         what = f"the claim of a run of {job}"
-        try:
-            row = self._claim(job, (job, scheduled_for, replica, now, timedelta(seconds=lease_seconds), retry, force))
-        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
-            self.failures.failed(what, self._clean(exc))
-            raise StoreUnavailable(self.location, self._clean(exc)) from None
+        ask = self._rounds.ask((job, scheduled_for, replica, now, timedelta(seconds=lease_seconds), retry, force))
+        if ask.answer is None:
+            error = ask.error or StoreUnavailable(self.location, "no answer")
+            if not isinstance(error, _STORE_ERRORS):
+                raise error  # a fault of this code, not of the store: not hidden as an outage
+            self.failures.failed(what, self._clean(error))
+            raise StoreUnavailable(self.location, self._clean(error)) from None
         self.failures.succeeded()
-        assert row is not None
-        status, run_id, at1, at2, who, was_retry = row
+        status, run_id, at1, at2, who, was_retry = ask.answer
         if status == "paused":
             return Claim(ClaimStatus.PAUSED, paused=PausedJob(job, at1, who))
         if status == "in_flight":
@@ -379,20 +484,46 @@ class PostgresStore:
             return Claim(ClaimStatus.TAKEN)
         return Claim(ClaimStatus.WON, run_id=int(run_id), previous=LastResult(who, at1) if who is not None else None)
 
-    def _claim(self, job: str, args: tuple[object, ...]) -> tuple[Any, ...] | None:
-        """The claim: one statement in autocommit (its own transaction, one round trip), prepared on
-        each connection at its first claim. When the connection breaks under it the answer is lost,
-        maybe after the claim committed: it is asked again once, on another connection, and the
-        function answers a repeated call as it answered the first."""
+    def _claim_round(self, asks: list[_Ask]) -> None:
+        """One round of claims, each answered or given its error. Should the server refuse the
+        statement (the whole round is rolled back), each claim is asked alone, so that one claim's
+        failure, or a statement_timeout a round exceeds, is not the others'."""
+        try:
+            answers = self._claims([ask.asked for ask in asks])
+        except _Refused as refused:
+            if len(asks) > 1:
+                for ask in asks:
+                    self._claim_round([ask])
+                return
+            asks[0].error = refused.error
+            return
+        except Exception as exc:  # the store's failure, or a fault of this code: each claim raises it
+            for ask in asks:
+                ask.error = exc
+            return
+        for ask, answer in zip(asks, answers, strict=True):
+            ask.answer = answer
+
+    def _claims(self, asked: list[Asked]) -> list[Answer]:
+        """Claims in one statement (one round trip, one transaction), prepared on each connection at
+        its first use. When the connection breaks under it the answers are lost, maybe after the
+        commit: they are asked again once, on another connection, and the function answers a
+        repeated call (same replica, same now) as it answered the first."""
+        query, params = (_CLAIM, list(asked[0])) if len(asked) == 1 else (_CLAIMS, [list(column) for column in zip(*asked, strict=True)])
         for attempt in (1, 2):
             with self._connection() as conn:
                 try:
-                    return conn.execute(_CLAIM, args, prepare=True).fetchone()
-                except psycopg.OperationalError as exc:
-                    if attempt == 2 or not conn.broken:
+                    rows = conn.execute(query, params, prepare=True).fetchall()
+                except psycopg.Error as exc:
+                    if not conn.broken:
+                        raise _Refused(exc) from None
+                    if attempt == 2:
                         raise
-                    logger.info("state store %s: the connection broke during the claim of a run of %s (%s); asking again",
-                                self.location, job, self._clean(exc))
+                    logger.info("state store %s: the connection broke under %d claim(s) (%s); asking again",
+                                self.location, len(asked), self._clean(exc))
+                    continue
+            by_index = {row[0]: tuple(row[1:]) for row in rows}
+            return [by_index[index] for index in range(1, len(asked) + 1)]
         raise AssertionError("unreachable")
 
     def claim_skip(self, job: str, scheduled_for: datetime, *, replica: str, now: datetime) -> bool:
@@ -450,7 +581,9 @@ class PostgresStore:
             if run_id is None:
                 slot = max(slot or record.scheduled_for, record.scheduled_for)
             standing[record.job] = (record.outcome, success, slot)  # in batch order: the last one stands
+        jobs = sorted({record.job for _, record in finished})
         with self._transaction(f"{len(finished)} run record(s)") as conn:
+            self._lock_jobs(conn, jobs)
             if added:
                 conn.cursor().executemany(
                     f"INSERT INTO tickless_runs ({_RUN_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",  # noqa: S608
@@ -478,7 +611,7 @@ class PostgresStore:
                     (list(standing), [str(value[0]) for value in standing.values()], [value[1] for value in standing.values()],
                      [value[2] for value in standing.values()]),
                 )
-            self._prune(conn, sorted({record.job for _, record in finished}))
+            self._prune(conn, jobs)
 
     def record_many(self, runs: Sequence[RunRecord]) -> None:
         self.finish_runs([(None, run) for run in runs])
@@ -487,15 +620,27 @@ class PostgresStore:
         """Close as interrupted the in-flight rows whose lease has expired (``all_rows`` is not
         safe with replicas: a live replica's rows would be closed; it is ignored here)."""
         with self._transaction("closing interrupted runs") as conn:
+            expired = [job for job, in conn.execute(
+                "SELECT DISTINCT job FROM tickless_runs WHERE outcome = 'running' AND lease_until <= clock_timestamp()",
+            ).fetchall()]
+            if not expired:
+                return []
+            self._lock_jobs(conn, expired)
             rows = conn.execute(
                 "UPDATE tickless_runs SET outcome = 'interrupted', finished_at = %s, lease_until = NULL, error = %s"
-                " WHERE outcome = 'running' AND lease_until <= clock_timestamp()"
+                " WHERE outcome = 'running' AND lease_until <= clock_timestamp() AND job = ANY(%s)"
                 " RETURNING job, scheduled_for, started_at, replica, retry",
-                (now, _INTERRUPTED),
+                (now, _INTERRUPTED, expired),
             ).fetchall()
-            for job, *_ in rows:
-                conn.execute("UPDATE tickless_jobs SET last_outcome = 'interrupted' WHERE name = %s", (job,))
+            conn.execute("UPDATE tickless_jobs SET last_outcome = 'interrupted' WHERE name = ANY(%s)",
+                         (sorted({job for job, *_ in rows}),))
         return [Interrupted(job, slot, started, replica, retry) for job, slot, started, replica, retry in rows]
+
+    @staticmethod
+    def _lock_jobs(conn: psycopg.Connection[Any], jobs: list[str]) -> None:
+        """Lock these jobs' rows in name order, as a round of claims does: transactions that lock
+        several jobs then wait for each other, and never deadlock."""
+        conn.execute('SELECT 1 FROM tickless_jobs WHERE name = ANY(%s) ORDER BY name COLLATE "C" FOR UPDATE', (jobs,))
 
     def _insert(self, conn: psycopg.Connection[Any], run: RunRecord) -> None:
         conn.execute(
