@@ -3,7 +3,8 @@ gone and back. No claim is lost to a connection that was already dead, none is m
 its answer was lost, and the store answers again when the server does.
 
 A TCP relay between the store and the server stands in for the network: it can cut every
-connection, refuse new ones, or drop the one answer a claim is waiting for.
+connection, refuse new ones, or drop the one answer a claim is waiting for. The last test puts
+a real `scheduler run` behind it, beside a replica that keeps its connection.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -23,6 +25,7 @@ from scheduler.errors import StoreUnavailable
 from scheduler.execution.run import RunOutcome
 from scheduler.state.postgres import PostgresStore
 from scheduler.state.records import ClaimStatus, RunRecord
+from tests.scheduler.support import ApiServer, Recorded, Service, clean_env, http_get, ops_url, write_jobs
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +225,60 @@ def test_a_server_gone_and_back_fails_claims_meanwhile_and_answers_again(postgre
         assert claims == 2 and rows == [("running", T0), ("skipped_in_flight", T0 + 2 * SECOND)]
     finally:
         store.close()
+
+
+def _slot(request: Recorded) -> tuple[str, str]:
+    return request.headers["X-Scheduler-Job"], request.headers["X-Scheduler-Scheduled-For"]
+
+
+def _runs_by(url: str, pid: int, since: datetime) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM tickless_runs WHERE split_part(replica, ':', 2) = %s AND started_at > %s",
+                           (str(pid), since)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_replica_cut_off_from_postgresql_fires_nothing_unclaimed_and_claims_again_when_it_is_back(
+    api: ApiServer, tmp_path: Path, start_service: Callable[..., Service], postgres_url: str, relay: Relay,
+) -> None:
+    config = write_jobs(tmp_path, "jobs:\n" + "".join(f"  t{index}: {{every: 1s, http: {{path: /t}}}}\n" for index in range(3)))
+    base = dict(API_URL=api.url, SCHEDULER_STARTUP_GRACE_SECONDS="0", SCHEDULER_STARTUP_SPREAD_SECONDS="0",
+                SCHEDULER_LEASE_SECONDS="3", SCHEDULER_STATE_POOL_SIZE="3")
+    direct = start_service(["run", "-c", str(config)], clean_env(SCHEDULER_STATE_URL=postgres_url, **base))
+    cut = start_service(["run", "-c", str(config)], clean_env(SCHEDULER_STATE_URL=relay.url(postgres_url), **base))
+    health = ops_url(cut) + "/healthz"
+    api.wait_for("/t", 12)
+    assert http_get(health)[0] == 200
+
+    relay.refusing = True
+    relay.cut_all()
+    cut_at = datetime.now(UTC)
+    statuses = []
+    deadline = time.monotonic() + 25
+    while time.monotonic() < deadline and 503 not in statuses:
+        statuses.append(http_get(health)[0])
+        time.sleep(0.5)
+    status, body = http_get(health)
+    assert status == 503 and "state store" in body, body
+    cut.wait_for_log("run not fired")
+    assert _runs_by(postgres_url, cut.proc.pid, cut_at) == 0
+
+    relay.refusing = False
+    back_at = datetime.now(UTC)
+    deadline = time.monotonic() + 30
+    while http_get(health)[0] != 200:
+        assert time.monotonic() < deadline, f"/healthz did not recover:\n{cut.log[-3000:]}"
+        time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while _runs_by(postgres_url, cut.proc.pid, back_at) == 0:
+        assert time.monotonic() < deadline, f"the replica did not claim runs again:\n{cut.log[-3000:]}"
+        time.sleep(0.5)
+    assert direct.terminate()[0] == 0 and cut.terminate()[0] == 0
+    assert "works again" in cut.log
+
+    # Every slot that reached the API was fired once: the cut replica fired nothing without its claim
+    # (the other replica claimed and fired every slot meanwhile, so an unclaimed run would be a second one).
+    slots = [_slot(request) for request in api.calls("/t")]
+    assert len(slots) == len(set(slots)), sorted(slot for slot in set(slots) if slots.count(slot) > 1)
+    during = [job for job, stamp in slots if cut_at < datetime.fromisoformat(stamp.replace("Z", "+00:00")) < back_at]
+    assert all(during.count(f"t{index}") >= 5 for index in range(3)), f"the other replica did not fire meanwhile: {during}"
