@@ -10,20 +10,23 @@ from scheduler.config.settings import Settings
 from scheduler.state.sqlite import SqliteStore, check_state_path
 from scheduler.state.store import StateStore
 
+READING_POOL_SIZE = 2  # list, history, status: reads one after another
 
-def open_store(settings: Settings) -> StateStore:
+
+def open_store(settings: Settings, *, pool_size: int | None = None) -> StateStore:
     """The store ``run`` and ``fire`` write to; StateError (exit 2) when it cannot be opened."""
     if settings.state_url:
         from scheduler.state.postgres import PostgresStore  # psycopg only for those who use it
 
-        return PostgresStore(settings.state_url, settings.history_per_job, pool_size=settings.state_pool_size)
+        return PostgresStore(settings.state_url, settings.history_per_job, pool_size=pool_size or settings.state_pool_size)
     return SqliteStore(settings.state_path, settings.history_per_job)
 
 
 def peek_store(settings: Settings) -> StateStore | None:
-    """The store for reading (``list``, ``history``), or None when a SQLite file does not exist yet."""
+    """The store for reading (``list``, ``history``, ``status``), or None when a SQLite file does not exist yet.
+    On PostgreSQL its pool is small: the replicas' connections are what max_connections must hold."""
     if settings.state_url:
-        return open_store(settings)
+        return open_store(settings, pool_size=min(settings.state_pool_size, READING_POOL_SIZE))
     if not settings.state_path.exists():
         return None
     return SqliteStore(settings.state_path, readonly=True)

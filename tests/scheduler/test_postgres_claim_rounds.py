@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 
+from scheduler.config.settings import load_settings
 from scheduler.errors import StoreUnavailable
 from scheduler.execution.run import RunOutcome
+from scheduler.state.backends import READING_POOL_SIZE, open_store, peek_store
 from scheduler.state.postgres import PostgresStore
 from scheduler.state.records import Claim, ClaimStatus, RunRecord
 
@@ -226,3 +229,24 @@ def test_a_round_of_claims_and_a_batch_of_run_records_on_the_same_jobs_wait_inst
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute("SELECT name, last_outcome, last_nominal FROM tickless_jobs ORDER BY name").fetchall()
     assert rows == [("a", "ok", T0), ("b", "ok", T0)]
+
+
+def _connections(url: str, application_name: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_the_pool_is_the_setting_for_run_and_two_connections_for_reading(postgres_url: str) -> None:
+    # The sizing rule of docs/operations.md: a replica's pool does not grow with its jobs (claims share
+    # one connection, as above); list, history and status read through two.
+    name = f"tickless-pool-{uuid.uuid4().hex[:8]}"
+    settings = load_settings({"SCHEDULER_STATE_URL": f"{postgres_url}&application_name={name}", "SCHEDULER_STATE_POOL_SIZE": "4",
+                              "API_URL": "http://127.0.0.1:1"})
+    for opener, expected in ((open_store, 4), (peek_store, READING_POOL_SIZE)):
+        opened = opener(settings)
+        assert opened is not None
+        try:
+            assert _connections(postgres_url, name) == expected
+        finally:
+            opened.close()
