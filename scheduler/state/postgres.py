@@ -561,9 +561,9 @@ class PostgresStore:
             )
 
     def finish_runs(self, finished: Sequence[tuple[RowId, RunRecord]]) -> None:
-        """Complete in-flight rows, add the others, move each job's standing and prune: five
-        statements per batch however many runs it holds (the batch's runs end together, while
-        later runs of the same instant are still being claimed on the same pool and cores)."""
+        """Complete in-flight rows, add the others, move each job's standing and prune: six
+        statements per batch however many runs it holds, sent together (the batch's runs end
+        together, while later runs of the same instant are still being claimed on the same cores)."""
         completed: dict[int, RunRecord] = {}
         added: list[RunRecord] = []
         standing: dict[str, tuple[str, datetime | None, datetime | None]] = {}  # job -> last outcome, success, slot added
@@ -582,7 +582,8 @@ class PostgresStore:
                 slot = max(slot or record.scheduled_for, record.scheduled_for)
             standing[record.job] = (record.outcome, success, slot)  # in batch order: the last one stands
         jobs = sorted({record.job for _, record in finished})
-        with self._transaction(f"{len(finished)} run record(s)") as conn:
+        # Sent together: one round trip for the batch, not one per statement.
+        with self._transaction(f"{len(finished)} run record(s)") as conn, conn.pipeline():
             self._lock_jobs(conn, jobs)
             if added:
                 conn.cursor().executemany(
