@@ -37,7 +37,7 @@ from scheduler.state.records import (
 )
 from scheduler.state.store import FailureStreak, claims_kept
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS claims (
 # Version 3: jobs paused with ``scheduler pause``.
 _MIGRATE_TO_3 = """
 CREATE TABLE IF NOT EXISTS paused (job TEXT PRIMARY KEY, paused_at TEXT NOT NULL, paused_by TEXT NOT NULL);
+"""
+# Version 4: each job's finished runs in an index of their own, so that keeping the newest
+# SCHEDULER_HISTORY_PER_JOB of them reads the index alone (it read every row's outcome).
+_MIGRATE_TO_4 = """
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (job, id) WHERE outcome <> 'running';
 """
 _RUN_COLUMNS = (
     "job, scheduled_for, outcome, started_at, finished_at, status, error_type, attempts, duration_s, error, retry, replica"
@@ -139,7 +144,8 @@ class SqliteStore:
             version = self._check_version()
             with self._transaction():
                 # executescript would commit first: statements one by one keep the migration in one transaction.
-                migrations = (_MIGRATE_TO_2 if version < 2 else "") + (_MIGRATE_TO_3 if version < 3 else "")
+                migrations = "".join(script for since, script in ((2, _MIGRATE_TO_2), (3, _MIGRATE_TO_3), (4, _MIGRATE_TO_4))
+                                     if version < since)
                 for statement in _statements(_SCHEMA + migrations):
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -365,6 +371,7 @@ class SqliteStore:
         row's id, which the run's end (later in the same or a later batch) completes.
         """
         added: dict[int, tuple[RowRef, int | None]] = {}  # ids become known to the RowRefs only once committed
+        finished_jobs: set[str] = set()
         with self._write(f"{len(finished)} run record(s)") as db:
             for row, record in finished:
                 if isinstance(row, RowRef):
@@ -375,6 +382,7 @@ class SqliteStore:
                     run_id = row.id if row.id is not None else added.get(id(row), (row, None))[1]
                 else:
                     run_id = row
+                finished_jobs.add(record.job)
                 if run_id is None:
                     self._insert(db, record)
                 else:
@@ -385,7 +393,7 @@ class SqliteStore:
                          record.duration_s, record.error, run_id),
                     )
                     self._update_job(db, record)
-            for job in {record.job for _, record in finished}:
+            for job in finished_jobs:  # a batch of runs that only started adds no finished row: nothing to trim
                 self._prune(db, job)
         for row, new_id in added.values():
             row.id = new_id

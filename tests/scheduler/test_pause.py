@@ -38,7 +38,7 @@ def test_a_version_2_sqlite_store_migrates_to_3_keeping_its_runs(tmp_path: Path)
     db.close()
     assert SqliteStore(path, readonly=True).paused_jobs() == {}  # a look at the old file (a CLI beside an old service)
     store = SqliteStore(path)
-    assert store._db.execute("PRAGMA user_version").fetchone()[0] == sqlite.SCHEMA_VERSION == 3
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == sqlite.SCHEMA_VERSION == 4
     assert [run.outcome for run in store.history("job")] == [RunOutcome.OK]
     store.pause("job", by="ops@host", now=T0)
     assert store.begin_run("job", T0, replica="a", now=T0, lease_seconds=30).status == ClaimStatus.PAUSED

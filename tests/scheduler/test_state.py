@@ -20,7 +20,7 @@ def test_creates_its_folder_uses_wal_and_versions_the_schema(tmp_path: Path) -> 
     StateStore(path).close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 def test_runs_and_job_state_survive_reopening(tmp_path: Path) -> None:
@@ -55,6 +55,41 @@ def test_history_is_bounded_per_job(tmp_path: Path) -> None:
     assert len(store.history(None, 100)) == 6
     # The job's last run is kept even when its history rolls over.
     assert store.job_states()["a"].last_nominal == T0 + timedelta(minutes=11)
+
+
+def test_a_version_3_file_gains_the_finished_runs_index_and_keeps_its_runs(tmp_path: Path) -> None:
+    from scheduler.state import sqlite as schema
+
+    path = tmp_path / "state.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(schema._SCHEMA + schema._MIGRATE_TO_2 + schema._MIGRATE_TO_3 + "PRAGMA user_version = 3;")
+    db.executemany("INSERT INTO runs (job, scheduled_for, outcome, started_at) VALUES ('a', ?, 'ok', ?)",
+                   [((T0 + timedelta(minutes=m)).isoformat(), T0.isoformat()) for m in range(3)])
+    db.commit()
+    db.close()
+    store = StateStore(path, history_per_job=2)
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] == 4
+    # Trimming the history reads the finished runs' index, not every row of the job.
+    plan = " ".join(row[3] for row in store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE job = 'a' AND outcome <> 'running' ORDER BY id DESC LIMIT 1 OFFSET 2"))
+    assert "runs_finished" in plan
+    assert len(store.history("a", 10)) == 3  # kept as they were until the next run of the job is recorded
+    store.record_many([RunRecord("a", T0 + timedelta(minutes=3), "ok", T0)])
+    assert [run.scheduled_for for run in store.history("a", 10)] == [T0 + timedelta(minutes=3), T0 + timedelta(minutes=2)]
+
+
+def test_runs_in_flight_are_never_trimmed_and_their_ends_trim_to_the_newest(tmp_path: Path) -> None:
+    from scheduler.execution.events import RowRef
+
+    store = StateStore(tmp_path / "state.sqlite", history_per_job=2)
+    store.record_many([RunRecord("a", T0 + timedelta(minutes=m), "ok", T0) for m in range(2)])
+    refs = [RowRef(), RowRef()]
+    started = [RunRecord("a", T0 + timedelta(minutes=10 + m), "running", T0, replica="r", lease_until=T0) for m in range(2)]
+    store.finish_runs(list(zip(refs, started, strict=True)))
+    assert [run.outcome for run in store.history("a", 10)] == ["running", "running", "ok", "ok"]
+    store.finish_runs([(ref, RunRecord(run.job, run.scheduled_for, "ok", T0, T0)) for ref, run in zip(refs, started, strict=True)])
+    kept = store.history("a", 10)
+    assert [run.scheduled_for for run in kept] == [T0 + timedelta(minutes=11), T0 + timedelta(minutes=10)]
 
 
 def test_the_seed_is_stored_once(tmp_path: Path) -> None:
