@@ -14,7 +14,6 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from scheduler import __version__
@@ -263,7 +262,7 @@ def cmd_fire(args: argparse.Namespace) -> int:
     finally:
         lease.stop()
         http.close()
-    store.finish_runs([(claim.run_id, replace(RunRecord.of(outcome), replica=replica))])
+    store.finish_runs([(claim.run_id, RunRecord.of(outcome, replica=replica))])
     store.close()
     print(outcome.summary())
     return EXIT_OK if outcome.ok else EXIT_RUN_FAILED

@@ -110,6 +110,7 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
     # Every run logs two lines from a busy thread: skip the record fields no
     # format here uses (the logging HOWTO's "Optimization" settings).
     logging._srcfile = None
+    logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger()

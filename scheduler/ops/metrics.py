@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -12,6 +14,19 @@ from scheduler.execution.run import Outcome, RunOutcome
 
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300)
 _DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800)
+
+
+@dataclass(frozen=True)
+class _JobSeries:
+    """One job's series that every run touches, looked up once: ``labels()`` validates and
+    locks on each call, six times a run."""
+
+    in_flight: Any
+    ok: Any
+    failed: Any
+    duration: Any
+    lateness: Any
+    last_success: Any
 
 
 class Metrics:
@@ -49,6 +64,16 @@ class Metrics:
             "tickless_notification_failures", "Notifications and pings not delivered, by kind (notify, ping)", ["job", "kind"],
             registry=r,
         )
+        self._series: dict[str, _JobSeries] = {}
+
+    def _job(self, job: str) -> _JobSeries:
+        series = self._series.get(job)
+        if series is None:  # two threads may both build it: the same children either way
+            series = self._series[job] = _JobSeries(
+                self.in_flight.labels(job), self.runs.labels(job, RunOutcome.OK), self.runs.labels(job, RunOutcome.FAILED),
+                self.duration.labels(job), self.lateness.labels(job), self.last_success.labels(job),
+            )
+        return series
 
     def on_event(self, event: RunEvent) -> None:
         if isinstance(event, RunStarted):
@@ -74,18 +99,24 @@ class Metrics:
                 self.last_success.labels(job).set(moment.timestamp())
 
     def started(self, job: str) -> None:
-        self.in_flight.labels(job).inc()
+        self._job(job).in_flight.inc()
 
     def finished(self, outcome: Outcome) -> None:
         job = outcome.job
-        self.in_flight.labels(job).dec()
-        self.runs.labels(job, outcome.outcome).inc()
-        self.duration.labels(job).observe(outcome.duration_seconds)
-        self.lateness.labels(job).observe(max(0.0, outcome.lateness_seconds))
+        series = self._job(job)
+        series.in_flight.dec()
+        if outcome.ok:
+            series.ok.inc()
+        elif outcome.outcome == RunOutcome.FAILED:
+            series.failed.inc()
+        else:
+            self.runs.labels(job, outcome.outcome).inc()
+        series.duration.observe(outcome.duration_seconds)
+        series.lateness.observe(max(0.0, outcome.lateness_seconds))
         if outcome.attempts > 1:
             self.retries.labels(job).inc(outcome.attempts - 1)
         if outcome.ok:
-            self.last_success.labels(job).set(outcome.started_at.timestamp() + outcome.duration_seconds)
+            series.last_success.set(outcome.started_at.timestamp() + outcome.duration_seconds)
 
     def skipped(self, job: str) -> None:
         self.runs.labels(job, RunOutcome.SKIPPED_IN_FLIGHT).inc()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import replace
 
 from scheduler.errors import StoreUnavailable
 from scheduler.execution.events import RowId, RowRef, RunAbandoned, RunEvent, RunFinished, RunSkipped, RunStarted
@@ -88,14 +87,9 @@ class BackgroundRecorder:
                 replica=self.replica, lease_until=event.lease_until,
             ))
         elif isinstance(event, RunFinished):
-            record = RunRecord.of(event.outcome)
-            self.submit(event.run_id, _with(record, retry=event.retry, replica=self.replica))
+            self.submit(event.run_id, RunRecord.of(event.outcome, retry=event.retry, replica=self.replica))
         elif isinstance(event, RunSkipped) and not event.recorded:
             self.submit(None, RunRecord(event.job, event.scheduled_for, RunOutcome.SKIPPED_IN_FLIGHT, replica=self.replica))
         elif isinstance(event, RunAbandoned):
-            record = RunRecord(event.job, event.scheduled_for, RunOutcome.ABANDONED_AT_SHUTDOWN, started_at=event.started_at)
-            self.submit(event.run_id, _with(record, retry=event.retry, replica=self.replica))
-
-
-def _with(record: RunRecord, *, retry: bool, replica: str | None) -> RunRecord:
-    return replace(record, retry=retry, replica=replica)
+            self.submit(event.run_id, RunRecord(event.job, event.scheduled_for, RunOutcome.ABANDONED_AT_SHUTDOWN,
+                                                started_at=event.started_at, retry=event.retry, replica=self.replica))

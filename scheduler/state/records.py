@@ -29,9 +29,10 @@ class RunRecord:
     lease_until: datetime | None = None  # an in-flight row (outcome running) written by the background writer
 
     @classmethod
-    def of(cls, outcome: Outcome) -> RunRecord:
+    def of(cls, outcome: Outcome, *, retry: bool = False, replica: str | None = None) -> RunRecord:
         """The record of a run that started and ended."""
         return cls(
+            retry=retry, replica=replica,
             job=outcome.job, scheduled_for=outcome.scheduled_for, outcome=outcome.outcome,
             started_at=outcome.started_at, finished_at=outcome.started_at + timedelta(seconds=outcome.duration_seconds),
             status=outcome.status, error_type=outcome.error_type, attempts=outcome.attempts,
