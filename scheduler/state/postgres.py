@@ -285,8 +285,9 @@ class _ClaimRounds:
 
 
 def _hung_up(conn: psycopg.Connection[Any]) -> bool:
-    """Whether the server closed this idle connection: it has something to read (the server's
-    goodbye, or the end of the stream) only then. A poll, no round trip."""
+    """Whether the server may have closed this idle connection: it has something to read (the
+    server's goodbye, or the end of the stream), which a live idle connection has not. A poll, no
+    round trip."""
     if conn.closed:
         return True
     try:
@@ -295,6 +296,16 @@ def _hung_up(conn: psycopg.Connection[Any]) -> bool:
         return bool(poller.poll(0))
     except (OSError, psycopg.Error):
         return True
+
+
+def _answers(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a connection that had something to read still works (an empty query): almost
+    always a goodbye, but whatever else it was must not cost the connection."""
+    try:
+        conn.execute("")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def redacted(url: str) -> str:
@@ -402,7 +413,7 @@ class PostgresStore:
         (a restart, pg_terminate_backend, idle_session_timeout) is replaced before it is used, seen
         without a round trip; one that breaks in use is replaced by the pool when it comes back."""
         conn = self._pool.getconn()
-        while _hung_up(conn):
+        while _hung_up(conn) and not _answers(conn):
             conn.close()
             self._pool.putconn(conn)  # discarded: the pool opens another in the background
             conn = self._pool.getconn()

@@ -181,6 +181,26 @@ def test_connections_killed_server_side_are_replaced_without_losing_a_claim(post
         store.close()
 
 
+def test_an_idle_connection_with_something_else_to_read_is_kept(postgres_url: str) -> None:
+    # Readable while idle almost always means the server hung up, but a notification is harmless:
+    # the connection is asked (an empty query) rather than thrown away.
+    url, name = named(postgres_url)
+    store = PostgresStore(url, pool_size=1)
+    try:
+        with store._connection() as conn:
+            conn.execute("LISTEN tickless_test")
+            listening = conn.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("NOTIFY tickless_test")
+        time.sleep(0.2)
+        assert store.begin_run("job", T0, replica="a", now=now(), lease_seconds=30).status == ClaimStatus.WON
+        with psycopg.connect(postgres_url) as admin:
+            pids = [pid for pid, in admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,))]
+        assert pids == [listening]
+    finally:
+        store.close()
+
+
 def test_a_claim_whose_answer_is_lost_is_asked_again_and_made_once(postgres_url: str, relay: Relay) -> None:
     store = PostgresStore(relay.url(postgres_url), pool_size=2)
     try:
