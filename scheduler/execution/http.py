@@ -60,6 +60,17 @@ class _Prepared:
     send_options: dict[str, Any]  # verify, cert, proxies, stream: what Session.send would have merged in
 
 
+def _for_one_try(prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A request of its own for one try (its headers are set per run), sharing what no try changes.
+
+    ``PreparedRequest.copy()`` also copies the cookie jar and hooks, which the adapter never reads.
+    """
+    request = requests.PreparedRequest()
+    request.method, request.url, request.body = prepared.method, prepared.url, prepared.body
+    request.headers = prepared.headers.copy()
+    return request
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -218,7 +229,7 @@ class HttpClient:
             if tries > 1 and self._stopping.is_set():
                 raise RunFailed("not retried: the scheduler is shutting down", permanent=True)
             prepared = self._prepared_for(job, target)  # an invalid URL fails here, as a permanent RequestException
-            request = prepared.request.copy()  # headers copied too: each run (and each try) sends its own
+            request = _for_one_try(prepared.request)
             request.headers["X-Scheduler-Scheduled-For"] = stamp
             request.headers["Idempotency-Key"] = key
             # Straight to the adapter: redirects are never followed, no cookie is kept between
@@ -227,6 +238,21 @@ class HttpClient:
             with response:
                 response.content  # noqa: B018
                 return self._judge(target, response)
+
+        try:
+            first = attempt()  # most runs end with their first try: tenacity is set up only when one fails
+        except Exception as exc:  # handed to tenacity below, which judges it as any try's failure
+            failure: BaseException | None = exc
+        else:
+            return HttpResult(status=first.status, attempts=1)
+
+        def tries_after_the_first() -> HttpResult:
+            """The first try's failure again, then new tries: tenacity counts, waits and logs as for any try."""
+            nonlocal failure
+            if failure is not None:
+                replayed, failure = failure, None
+                raise replayed
+            return attempt()
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -252,7 +278,7 @@ class HttpClient:
             reraise=True,
         )
         try:
-            result = retrying(attempt)
+            result = retrying(tries_after_the_first)
         except RunFailed as exc:
             exc.attempts = retrying.statistics.get("attempt_number", 1)
             if exc.status == 429 and exc.retry_after is not None and exc.attempts < retry.attempts and deadline is not None \

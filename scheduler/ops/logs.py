@@ -6,9 +6,11 @@ import atexit
 import logging
 import queue
 import sys
+import threading
 import time
 from collections.abc import Iterable
-from logging.handlers import QueueHandler, QueueListener
+from logging.handlers import QueueHandler
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -67,13 +69,65 @@ class RedactingFormatter(logging.Formatter):
         return line
 
 
+class _LineWriter:
+    """The one thread that formats the queued records and writes them out.
+
+    Lines waiting together go out in one write and one flush: when a thousand
+    runs start at once, two thousand lines are written in a few writes instead
+    of two thousand, each through a handler's lock and its own flush.
+    """
+
+    _MOST_PER_WRITE = 512
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord | None], formatter: logging.Formatter,
+                 stream: TextIO) -> None:
+        self._records = records
+        self._formatter = formatter
+        self._stream = stream
+        self._thread = threading.Thread(target=self._write, name="log-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write out every record queued so far, then end the thread."""
+        self._records.put(None)
+        self._thread.join()
+
+    def _write(self) -> None:
+        while True:
+            record = self._records.get()
+            batch = [record]
+            while record is not None and len(batch) < self._MOST_PER_WRITE:
+                try:
+                    record = self._records.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(record)
+            lines = [self._line(entry) for entry in batch if entry is not None]
+            if lines:
+                try:
+                    self._stream.write("\n".join(lines) + "\n")
+                    self._stream.flush()
+                except (OSError, ValueError):
+                    pass  # the stream is closed or gone: there is nowhere left to say so
+            if batch[-1] is None:
+                return
+
+    def _line(self, record: logging.LogRecord) -> str:
+        try:
+            return self._formatter.format(record)
+        except Exception as exc:  # a record that cannot be formatted must not stop every later line
+            return f"(a log line of {record.name} could not be formatted: {type(exc).__name__}: {exc})"
+
+
 class _DropApschedulerSkipWarning(logging.Filter):
     # The runner logs a fuller line for the same event (job, times, since when).
     def filter(self, record: logging.LogRecord) -> bool:
         return "maximum number of running instances reached" not in record.getMessage()
 
 
-_listener: QueueListener | None = None
+_listener: _LineWriter | None = None
 _redactor: RedactingFormatter | None = None
 
 
@@ -103,10 +157,8 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
         )
     else:
         inner = _UtcTextFormatter(TEXT_FORMAT)
-    handler = logging.StreamHandler(sys.stderr)
     global _redactor
     _redactor = RedactingFormatter(inner, secrets)
-    handler.setFormatter(_redactor)
     # Every run logs two lines from a busy thread: skip the record fields no
     # format here uses (the logging HOWTO's "Optimization" settings).
     logging._srcfile = None
@@ -119,9 +171,9 @@ def configure_logging(log_format: str = "text", level: str = "INFO", secrets: It
     stop_logging()
     # Runs log from many threads at once; formatting and writing happen on one
     # listener thread so no run waits for the stream's lock.
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    records: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
     global _listener
-    _listener = QueueListener(records, handler)
+    _listener = _LineWriter(records, _redactor, sys.stderr)
     _listener.start()
     root.addHandler(_LeanQueueHandler(records))
     root.setLevel(level)
