@@ -105,8 +105,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_store(settings: Settings) -> StateStore:
-    return open_store(settings)
+def _open_store(settings: Settings, *, one_off: bool = True) -> StateStore:
+    # A one-off command (fire, pause, resume) asks a few things in turn: two connections,
+    # not the service's pool, so that it fits beside the replicas under max_connections.
+    return open_store(settings, pool_size=2 if one_off else None)
 
 
 def _peek_store(settings: Settings) -> StateStore | None:
@@ -275,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if settings.state_url is None:
         # One service per SQLite file: held until the process ends, however it ends.
         InstanceLock(settings.state_path).acquire()
-    store = _open_store(settings)
+    store = _open_store(settings, one_off=False)
     metrics = Metrics()
     service = Service(settings, jobs, store, metrics=metrics, loader=lambda: load(args.config),
                       config_fingerprint=jobs_fingerprint(jobs))
