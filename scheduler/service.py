@@ -27,7 +27,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler import __version__
 from scheduler.config.settings import Settings
-from scheduler.config.spec import JobSpec
+from scheduler.config.spec import HttpTarget, JobSpec
 from scheduler.errors import ConfigError, StoreUnavailable
 from scheduler.execution.events import RunAbandoned, RunEvent, RunEvents, RunFinished, RunSkipped, RunStarted
 from scheduler.execution.executor import FireTimeExecutor
@@ -254,8 +254,12 @@ class Service:
 
     def _schedule(self, specs: list[JobSpec], start: datetime) -> None:
         plans = self._plan(specs, start)
+        targets = {spec.name: spec.target for spec in specs}
         for name, plan in plans.items():
             self.plans[name] = plan
+            target = targets[name]
+            if isinstance(target, HttpTarget):
+                self.http.prepare(name, target)
             # The first run is set from the plan: left to APScheduler it would be
             # computed a few microseconds after start and lose the grid's first slot.
             self.scheduler.add_job(

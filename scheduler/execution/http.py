@@ -185,6 +185,14 @@ class HttpClient:
             return {"Authorization": f"Bearer {self._token}"}
         return {}
 
+    def prepare(self, job: str, target: HttpTarget) -> None:
+        """Prepare the job's request before its first run (at start-up and reload), so that the first
+        round of many jobs due together does not pay for it; an invalid URL is left for the run to report."""
+        try:
+            self._prepared_for(job, target)
+        except requests.RequestException:
+            pass
+
     def _prepared_for(self, job: str, target: HttpTarget) -> _Prepared:
         token = self._token
         known = self._prepared.get(job)
