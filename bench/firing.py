@@ -70,19 +70,24 @@ def run_tickless(name: str, jobs: int, interval: int, seconds: float) -> dict[st
     return _figures(f"tickless, {name}", jobs, interval, subject.runs(since), arrived, since)
 
 
-def run_bare(name: str, jobs: int, interval: int, seconds: float) -> dict[str, Any]:
+def _run_baseline(label: str, module: list[str], jobs: int, interval: int, seconds: float) -> dict[str, Any]:
+    """A baseline process (``python -m MODULE... JOBS INTERVAL URL SECONDS OUT``) against its own server:
+    its first round (and, every second, the warm-up) left out, as for tickless."""
     server = RecordingServer()
-    out = Path(tempfile.mkdtemp()) / "bare.json"
+    out = Path(tempfile.mkdtemp()) / "runs.json"
     started = time.time()
     result = subprocess.run(
-        [python(), "-m", "bench.baselines.bare_apscheduler", str(jobs), str(interval), server.url, str(seconds), str(out)],
-        check=False,
+        [python(), "-m", *module, str(jobs), str(interval), server.url, str(seconds), str(out)], check=False,
     )
-    check_exit(NAME, f"bare APScheduler, {name}", result.returncode)
+    check_exit(NAME, label, result.returncode)
     since = started + 1 + WARMUP if interval == 1 else started + 1 + interval
     arrived = arrival_runs(server.take(), since)
     server.close()
-    return _figures(f"bare APScheduler, {name}", jobs, interval, recorded_runs(out, since), arrived, since)
+    return _figures(label, jobs, interval, recorded_runs(out, since), arrived, since)
+
+
+def run_bare(name: str, jobs: int, interval: int, seconds: float) -> dict[str, Any]:
+    return _run_baseline(f"bare APScheduler, {name}", ["bench.baselines.bare_apscheduler"], jobs, interval, seconds)
 
 
 def limit_kinds() -> list[str]:
@@ -99,18 +104,7 @@ LIMIT_LABELS = {"urllib3": "limit: threads + urllib3 direct", "aiohttp": "limit:
 
 
 def run_limit(kind: str, name: str, jobs: int, interval: int, seconds: float) -> dict[str, Any]:
-    server = RecordingServer()
-    out = Path(tempfile.mkdtemp()) / f"{kind}.json"
-    started = time.time()
-    result = subprocess.run(
-        [python(), "-m", "bench.baselines.limits", kind, str(jobs), str(interval), server.url, str(seconds), str(out)],
-        check=False,
-    )
-    check_exit(NAME, f"{LIMIT_LABELS[kind]}, {name}", result.returncode)
-    since = started + 1 + WARMUP if interval == 1 else started + 1 + interval
-    arrived = arrival_runs(server.take(), since)
-    server.close()
-    return _figures(f"{LIMIT_LABELS[kind]}, {name}", jobs, interval, recorded_runs(out, since), arrived, since)
+    return _run_baseline(f"{LIMIT_LABELS[kind]}, {name}", ["bench.baselines.limits", kind], jobs, interval, seconds)
 
 
 def start_polling(seconds: float, interval: float, first_due: float, tick: float) -> tuple[subprocess.Popen[bytes], RecordingServer, Path]:
