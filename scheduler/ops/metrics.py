@@ -26,7 +26,6 @@ class _JobSeries:
     failed: Any
     duration: Any
     lateness: Any
-    last_success: Any
 
 
 class Metrics:
@@ -71,7 +70,7 @@ class Metrics:
         if series is None:  # two threads may both build it: the same children either way
             series = self._series[job] = _JobSeries(
                 self.in_flight.labels(job), self.runs.labels(job, RunOutcome.OK), self.runs.labels(job, RunOutcome.FAILED),
-                self.duration.labels(job), self.lateness.labels(job), self.last_success.labels(job),
+                self.duration.labels(job), self.lateness.labels(job),
             )
         return series
 
@@ -116,7 +115,8 @@ class Metrics:
         if outcome.attempts > 1:
             self.retries.labels(job).inc(outcome.attempts - 1)
         if outcome.ok:
-            series.last_success.set(outcome.started_at.timestamp() + outcome.duration_seconds)
+            # Looked up here, not with the series: a job that never succeeded has no last-success series.
+            self.last_success.labels(job).set(outcome.started_at.timestamp() + outcome.duration_seconds)
 
     def skipped(self, job: str) -> None:
         self.runs.labels(job, RunOutcome.SKIPPED_IN_FLIGHT).inc()

@@ -87,3 +87,18 @@ def test_metrics_are_restored_from_the_store_at_start() -> None:
     for job in ("a", "b"):
         assert sample("tickless_runs_total", {"job": job, "outcome": "ok"}) == 0
         assert sample("tickless_runs_total", {"job": job, "outcome": "failed"}) == 0
+
+
+def test_a_job_that_never_succeeded_has_no_last_success_series() -> None:
+    from scheduler.execution.run import Outcome, RunOutcome
+
+    metrics = Metrics()
+    metrics.started("a")
+    metrics.finished(Outcome("a", RunOutcome.FAILED, T0, T0, 0.0, 0.5, error="HTTP 503"))
+    sample = metrics.registry.get_sample_value
+    assert sample("tickless_last_success_timestamp_seconds", {"job": "a"}) is None
+    assert sample("tickless_runs_total", {"job": "a", "outcome": "failed"}) == 1
+    assert sample("tickless_runs_in_flight", {"job": "a"}) == 0
+    metrics.started("a")
+    metrics.finished(Outcome("a", RunOutcome.OK, T0, T0, 0.0, 0.5, status=200))
+    assert sample("tickless_last_success_timestamp_seconds", {"job": "a"}) == T0.timestamp() + 0.5
