@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import logging
 import select
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +49,7 @@ from scheduler.state.records import (
     RunRecord,
     row_id,
 )
+from scheduler.state.rounds import Ask, Rounds
 from scheduler.state.store import FailureStreak, claims_kept
 
 logger = logging.getLogger("scheduler.state")
@@ -224,66 +224,6 @@ class _Refused(Exception):
         self.error = error
 
 
-class _Ask:
-    """One claim waiting for its round: what is asked, then its answer or its error."""
-
-    __slots__ = ("answer", "asked", "error", "leads", "ready")
-
-    def __init__(self, asked: Asked) -> None:
-        self.asked = asked
-        self.answer: Answer | None = None
-        self.error: Exception | None = None
-        self.leads = False  # this claim's thread sends the next round
-        self.ready = threading.Event()
-
-
-class _ClaimRounds:
-    """Claims asked while a round is out go together in the next one.
-
-    Jobs due at one instant ask for their claims at nearly the same time, each from its own
-    thread. One round trip at a time carries every claim waiting: the first thread to ask
-    sends its claim at once (a lone claim waits for nothing), those asking meanwhile wait and
-    go in the next round, sent by the first of them. A hundred claims cost a few round trips,
-    a few commits and one connection, where one round trip each made them queue for the pool
-    and wake a hundred threads twice.
-    """
-
-    def __init__(self, send: Callable[[list[_Ask]], None]) -> None:
-        self._send = send
-        self._lock = threading.Lock()
-        self._waiting: list[_Ask] = []
-        self._busy = False
-
-    def ask(self, asked: Asked) -> _Ask:
-        mine = _Ask(asked)
-        with self._lock:
-            if self._busy:
-                self._waiting.append(mine)
-            else:
-                self._busy = mine.leads = True
-        if not mine.leads:
-            mine.ready.wait()
-            if not mine.leads:
-                return mine  # answered in another thread's round
-        with self._lock:
-            asks = [mine, *self._waiting]
-            self._waiting.clear()
-        try:
-            self._send(asks)
-        finally:
-            with self._lock:
-                successor = self._waiting.pop(0) if self._waiting else None
-                if successor is None:
-                    self._busy = False
-                else:
-                    successor.leads = True
-            if successor is not None:
-                successor.ready.set()  # the next round first: the answered threads can wait a moment
-            for ask in asks[1:]:
-                ask.ready.set()
-        return mine
-
-
 def _hung_up(conn: psycopg.Connection[Any]) -> bool:
     """Whether the server may have closed this idle connection: it has something to read (the
     server's goodbye, or the end of the stream), which a live idle connection has not. A poll, no
@@ -355,7 +295,7 @@ class PostgresStore:
                 kwargs={"autocommit": True}, configure=self._warm_up, name="tickless-state",
             )
             self._pool.open(wait=True, timeout=connect_timeout)
-            self._rounds = _ClaimRounds(self._claim_round)
+            self._rounds = Rounds[Asked, Answer](self._claim_round)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self._close_quietly()
             raise StateError(self.location, self._clean(exc), variable="SCHEDULER_STATE_URL",
@@ -495,7 +435,7 @@ class PostgresStore:
             return Claim(ClaimStatus.TAKEN)
         return Claim(ClaimStatus.WON, run_id=int(run_id), previous=LastResult(who, at1) if who is not None else None)
 
-    def _claim_round(self, asks: list[_Ask]) -> None:
+    def _claim_round(self, asks: list[Ask[Asked, Answer]]) -> None:
         """One round of claims, each answered or given its error. Should the server refuse the
         statement (the whole round is rolled back), each claim is asked alone, so that one claim's
         failure, or a statement_timeout a round exceeds, is not the others'."""
